@@ -1,0 +1,200 @@
+"""The start service driven directly (no Celery): real Redis, real sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from tests.conftest import make_settings, sandbox_targets
+from worker.results import results_queue
+from worker.runtime import Runtime, build_runtime
+from worker.sandbox import SandboxServer
+from worker.service import Delivery, Done, RetryLater
+
+Handle = Callable[..., Any]
+
+
+@pytest.fixture
+def rt(redis_url: str, sandbox: SandboxServer) -> Runtime:
+    cfg = make_settings(redis_url, task_max_retries=2)
+    targets = sandbox_targets(sandbox, tas={"retry_ambiguous": False})
+    runtime = build_runtime(cfg, targets, Connection(redis_url))
+    runtime.service.sleep = lambda _s: None
+    runtime.service.policy.__dict__["sleep"] = lambda _s: None  # frozen dataclass: tests only
+    return runtime
+
+
+def run(rt: Runtime, job: Any, job_id: str = "job-1", retries: int = 0) -> Any:
+    outcome = rt.service.handle(job, Delivery(job_id=job_id, retries=retries))
+    return outcome.result if isinstance(outcome, Done) else outcome
+
+
+def drain(redis_url: str, name: str = "startproc.results") -> list[dict[str, Any]]:
+    """Everything on the results queue, consumed the way another app would."""
+    messages: list[dict[str, Any]] = []
+    with Connection(redis_url) as conn, conn.SimpleQueue(results_queue(name)) as queue:
+        while True:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                return messages
+            messages.append(message.payload)
+            message.ack()
+
+
+C8_JOB = {"target": "camunda8", "process": "order-process", "variables": {"orderId": "A-1"}}
+
+
+def test_created_result_is_recorded_and_published_once(rt: Runtime, sandbox: SandboxServer, redis_url: str) -> None:
+    result = run(rt, {**C8_JOB, "business_key": "A-1"})
+    assert result.status == "created"
+    assert result.instance_id == sandbox.app("camunda8").instances[0]["id"]
+    assert result.engine == "camunda8" and result.attempts == 1
+    assert result.idempotency_key == "camunda8:order-process:A-1"
+    published = drain(redis_url)
+    assert [m["job_id"] for m in published] == ["job-1"]
+    assert published[0]["status"] == "created"
+    assert rt.results.get("job-1") == result
+    assert rt.results.get_by_key("camunda8:order-process:A-1", "camunda8") == result
+    assert rt.results.pending() == []
+
+
+def test_redelivered_job_is_not_started_or_published_again(rt: Runtime, sandbox: SandboxServer, redis_url: str) -> None:
+    first = run(rt, C8_JOB)
+    again = run(rt, C8_JOB)
+    assert again == first
+    assert sandbox.app("camunda8").count() == 1
+    assert len(drain(redis_url)) == 1
+
+
+def test_same_key_twice_is_a_duplicate_with_the_first_instance(rt: Runtime, sandbox: SandboxServer) -> None:
+    job = {**C8_JOB, "idempotency_key": "orders:A-1"}
+    first = run(rt, job, "job-1")
+    second = run(rt, job, "job-2")
+    assert first.status == "created"
+    assert second.status == "duplicate"
+    assert second.instance_id == first.instance_id
+    assert sandbox.app("camunda8").count() == 1
+
+
+def test_same_key_other_payload_is_a_conflict_without_a_call(rt: Runtime, sandbox: SandboxServer) -> None:
+    run(rt, {**C8_JOB, "idempotency_key": "k"}, "job-1")
+    calls = sandbox.app("camunda8").stats()
+    second = run(rt, {**C8_JOB, "idempotency_key": "k", "variables": {"orderId": "B"}}, "job-2")
+    assert second.status == "failed" and second.error.kind == "conflict"
+    assert "job-1" in second.error.message
+    assert sandbox.app("camunda8").stats() == calls
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({"process": "p"}, "target"),
+        ({"target": "camunda8"}, "process"),
+        ({"target": "nope", "process": "p"}, "target"),
+        ({"target": "camunda8", "process": "p", "version": "3"}, "version"),
+        ({"target": "camunda8", "process": "p", "variables": []}, "variables"),
+        ({"target": "camunda8", "process": "p", "idempotency_kye": "x"}, "idempotency_kye"),
+        ({"target": "camunda8", "process": "p", "options": {"tgas": ["a"]}}, "options.tgas"),
+        ({"target": "camunda8", "process": "p", "variables": {"x": "y" * (1024 * 1024)}}, "larger"),
+        ("{not json", "JSON"),
+        ([1, 2], "object"),
+    ],
+)
+def test_malformed_jobs_fail_invalid_naming_the_field(rt: Runtime, sandbox: SandboxServer, job: Any, field: str) -> None:
+    result = run(rt, job)
+    assert result.status == "failed"
+    assert result.error.kind == "invalid"
+    assert field in result.error.message
+    assert sandbox.app("camunda8").count() == 0
+
+
+def test_unknown_target_suggests_the_closest(rt: Runtime) -> None:
+    result = run(rt, {"target": "camunda9", "process": "p"})
+    assert "did you mean 'camunda8'" in result.error.message
+
+
+def test_permanent_error_keeps_the_engine_body(rt: Runtime) -> None:
+    result = run(rt, {"target": "camunda8", "process": "missing-process"})
+    assert result.status == "failed"
+    assert result.error.kind == "permanent"
+    assert result.error.http_status == 404
+    assert result.error.engine_error["title"] == "NOT_FOUND"
+
+
+def test_backpressure_is_retried_in_call(rt: Runtime, sandbox: SandboxServer) -> None:
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "0"}, {"status": 429}])
+    result = run(rt, C8_JOB)
+    assert result.status == "created"
+    assert result.attempts == 3
+    assert sandbox.app("camunda8").count() == 1
+
+
+def test_long_outage_asks_for_a_celery_retry_then_exhausts(rt: Runtime, sandbox: SandboxServer) -> None:
+    sandbox.app("camunda8").faults.configure(error_rate=1.0, seed=1)
+    outcome = run(rt, C8_JOB, retries=0)
+    assert isinstance(outcome, RetryLater) and outcome.countdown > 0
+    final = run(rt, C8_JOB, retries=2)
+    assert final.status == "failed" and final.error.kind == "exhausted"
+    assert final.error.http_status == 503
+    assert rt.dead_letters.get("job-1")["reason"] == "exhausted"
+
+
+def test_retry_after_longer_than_the_in_call_cap_goes_to_celery(rt: Runtime, sandbox: SandboxServer) -> None:
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}])
+    outcome = run(rt, C8_JOB)
+    assert isinstance(outcome, RetryLater)
+    assert outcome.countdown >= 30
+    assert run(rt, C8_JOB, retries=1).status == "created"
+
+
+def test_dropped_after_commit_reconciles_instead_of_resending(rt: Runtime, sandbox: SandboxServer) -> None:
+    app = sandbox.app("camunda8")
+    app.faults.script([{"drop": "after_commit"}])
+    outcome = run(rt, C8_JOB)
+    assert isinstance(outcome, RetryLater)
+    assert app.count() == 1
+    result = run(rt, C8_JOB, retries=1)
+    assert result.status == "created"
+    assert result.instance_id == app.instances[0]["id"]
+    assert app.count() == 1
+
+
+def test_dropped_before_commit_resends_after_an_empty_lookup(rt: Runtime, sandbox: SandboxServer) -> None:
+    app = sandbox.app("camunda8")
+    app.faults.script([{"drop": "before_commit"}])
+    rt.service.reconcile_window = 0.0
+    assert isinstance(run(rt, C8_JOB), RetryLater)
+    assert app.count() == 0
+    assert run(rt, C8_JOB, retries=1).status == "created"
+    assert app.count() == 1
+
+
+def test_oauth2_token_is_cached_and_refreshed_once_on_401(redis_url: str, sandbox: SandboxServer) -> None:
+    app = sandbox.app("camunda8")
+    app.auth.configure(type="oauth2", client_id="w", client_secret="s3cret", token_ttl=300)
+    auth = {"type": "oauth2", "token_url": sandbox.base_url("camunda8") + "/oauth/token",
+            "client_id": "w", "client_secret": "s3cret"}
+    runtime = build_runtime(make_settings(redis_url), sandbox_targets(sandbox, camunda8={"auth": auth}),
+                            Connection(redis_url))
+    assert run(runtime, C8_JOB, "a").status == "created"
+    assert run(runtime, {**C8_JOB, "variables": {"n": 2}}, "b").status == "created"
+    app.auth.expire_tokens()
+    assert run(runtime, {**C8_JOB, "variables": {"n": 3}}, "c").status == "created"
+    assert app.stats()["token_requests"] == 2
+
+
+def test_results_never_contain_secrets(redis_url: str, sandbox: SandboxServer, redis_client: Any) -> None:
+    sandbox.app("camunda8").auth.configure(type="oauth2", client_id="w", client_secret="right", token_ttl=300)
+    auth = {"type": "oauth2", "token_url": sandbox.base_url("camunda8") + "/oauth/token",
+            "client_id": "w", "client_secret": "TOPSECRET-value"}
+    runtime = build_runtime(make_settings(redis_url), sandbox_targets(sandbox, camunda8={"auth": auth}),
+                            Connection(redis_url))
+    result = run(runtime, C8_JOB)
+    assert result.status == "failed" and result.error.kind == "permanent"
+    everything = json.dumps([redis_client.get(k) for k in redis_client.keys("startproc:result:*")])
+    assert "TOPSECRET" not in everything and "TOPSECRET" not in repr(runtime.targets["camunda8"])

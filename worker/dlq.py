@@ -1,0 +1,53 @@
+"""The dead-letter store: jobs a person has to look at.
+
+A job lands here when its retries are exhausted, when its outcome is
+ambiguous on an engine that cannot be searched (Blueworks, TAS), or when it
+keeps killing workers. Entries keep the original job, so a replay reuses its
+idempotency key and can never double-start what did get created.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from worker import keys
+
+
+class DeadLetters:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def add(self, job_id: str, job: Any, reason: str, error: dict[str, Any] | None) -> None:
+        entry = {"job_id": job_id, "job": job, "reason": reason, "error": error, "at": time.time()}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.DLQ, job_id, json.dumps(entry, default=str))
+        pipe.zadd(f"{keys.DLQ}:order", {job_id: entry["at"]})
+        pipe.execute()
+
+    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+        ids = self.client.zrange(f"{keys.DLQ}:order", 0, limit - 1)
+        raws = self.client.hmget(keys.DLQ, ids) if ids else []  # type: ignore[arg-type]
+        return [json.loads(r) for r in raws if r]  # type: ignore[union-attr]
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.client.hget(keys.DLQ, job_id)
+        return json.loads(raw) if raw else None  # type: ignore[arg-type]
+
+    def remove(self, job_id: str) -> bool:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(keys.DLQ, job_id)
+        pipe.zrem(f"{keys.DLQ}:order", job_id)
+        removed, _ = pipe.execute()
+        return bool(removed)
+
+    def size(self) -> int:
+        return int(self.client.hlen(keys.DLQ))  # type: ignore[arg-type]
+
+    def purge(self) -> int:
+        count = self.size()
+        self.client.delete(keys.DLQ, f"{keys.DLQ}:order")
+        return count

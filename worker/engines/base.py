@@ -1,0 +1,207 @@
+"""What every engine adapter must do, and the one HTTP outcome -> error mapping.
+
+An adapter is small on purpose. It answers four questions and nothing else:
+
+1. `build_request`: what HTTP request starts this job? (Validates the job's
+   ``options`` and everything the engine would reject, *before* sending.)
+2. `classify`: is this response a success, and if not, which error class?
+   Start from `classify_http` and override only the engine's quirks.
+3. `instance_id`: which field of a success body is the instance id?
+4. `lookup`: given the idempotency key, does an instance already exist?
+   (Engines without a reliable lookup leave ``supports_lookup`` False.)
+
+Sending, the one 401 refresh-and-retry, and transport errors live here in
+`Engine.start`, so adapters never handle sockets, tokens or retries.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import requests
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from worker.auth import Credentials
+from worker.config import TargetBase
+from worker.errors import (
+    AmbiguousError,
+    AuthenticationError,
+    InvalidJob,
+    JobError,
+    PermanentError,
+    TransientError,
+)
+from worker.http import parse_retry_after, transport_error
+from worker.models import Job
+from worker.validation import describe
+
+KEY_VARIABLE = "_startproc_key"
+"""Variable that carries the idempotency key into engines whose lookup searches variables."""
+
+_TRANSIENT = {408, 425, 429, 503}
+_AMBIGUOUS = {500, 502, 504}
+_NOT_IMPLEMENTED = {501, 505}
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class Options(BaseModel):
+    """Base of each engine's ``job.options`` model: unknown options are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One HTTP request, relative to the target's ``base_url``."""
+
+    method: str
+    path: str
+    json: Any = None
+    form: dict[str, str] | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Started:
+    """A created instance: its id and the engine's raw answer (kept for TAS)."""
+
+    instance_id: str
+    http_status: int
+    body: Any = None
+
+
+def response_body(response: requests.Response) -> Any:
+    """The decoded JSON body, the text when it is not JSON, None when empty."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:4096]
+
+
+def classify_http(
+    engine: str, status: int, body: Any, headers: Any, summary: str | None = None
+) -> JobError | None:
+    """The default mapping from an HTTP status to the error tree; None means success."""
+    if 200 <= status < 300:
+        return None
+    detail = f"{engine} answered {status}" + (f": {summary}" if summary else "")
+    if status == 401:
+        return AuthenticationError(detail, http_status=status, engine_error=body)
+    if status in _TRANSIENT:
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        return TransientError(detail, http_status=status, engine_error=body, retry_after=retry_after)
+    if status in _NOT_IMPLEMENTED:
+        return PermanentError(detail, http_status=status, engine_error=body)
+    if status in _AMBIGUOUS or status >= 500:
+        return AmbiguousError(
+            detail + " (the instance may exist)", http_status=status, engine_error=body
+        )
+    return PermanentError(detail, http_status=status, engine_error=body)
+
+
+class Engine(ABC):
+    """One target's adapter. Instances are shared by all worker threads: keep them stateless."""
+
+    name: ClassVar[str]
+    options_model: ClassVar[type[Options]] = Options
+    supports_lookup: ClassVar[bool] = False
+
+    def __init__(self, target: TargetBase, session: requests.Session, credentials: Credentials):
+        self.target = target
+        self.session = session
+        self.credentials = credentials
+
+    # ---- the four things an adapter defines ---------------------------------
+
+    @abstractmethod
+    def build_request(self, job: Job, key: str) -> StartRequest:
+        """The start request for ``job``; raise `InvalidJob` for anything the engine would reject."""
+
+    def classify(self, response: requests.Response, body: Any) -> JobError | None:
+        """Success (None) or the error for this response. Override for engine quirks."""
+        return classify_http(
+            self.name, response.status_code, body, response.headers, self.summarize(body)
+        )
+
+    @abstractmethod
+    def instance_id(self, body: Any) -> str:
+        """The instance id in a success body, as a string."""
+
+    def lookup(self, job: Job, key: str) -> str | None:
+        """The id of an instance already started for ``key``, or None when there is none."""
+        raise NotImplementedError(f"{self.name} has no lookup")
+
+    # ---- shared behaviour -----------------------------------------------------
+
+    def summarize(self, body: Any) -> str | None:
+        """A one-line summary of an error body for messages."""
+        if isinstance(body, dict):
+            for name in ("detail", "message", "error_description", "error", "title"):
+                value = body.get(name)
+                if isinstance(value, str) and value:
+                    return value[:500]
+                if isinstance(value, dict) and isinstance(value.get("message"), str):
+                    return str(value["message"])[:500]
+        if isinstance(body, str) and body:
+            return body[:200]
+        return None
+
+    def options(self, job: Job, model: type[OptionsT]) -> OptionsT:
+        """Validate ``job.options`` against the engine's options model."""
+        try:
+            return model.model_validate(job.options)
+        except ValidationError as exc:
+            raise InvalidJob(
+                "; ".join(describe(exc, model.model_fields, prefix="options"))
+            ) from None
+
+    def send(self, request: StartRequest) -> requests.Response:
+        """One HTTP exchange, with a single refresh-and-retry when a cached token got 401."""
+        url = self.target.base_url + request.path
+        timeout = (self.target.connect_timeout, self.target.timeout)
+        for attempt in (1, 2):
+            try:
+                response = self.session.request(
+                    request.method,
+                    url,
+                    params=request.params or None,
+                    json=request.json,
+                    data=request.form,
+                    headers=request.headers or None,
+                    auth=self.credentials,
+                    timeout=timeout,
+                )
+            except requests.RequestException as exc:
+                raise transport_error(exc, self.name) from None
+            if response.status_code == 401 and self.credentials.refreshable and attempt == 1:
+                self.credentials.invalidate()
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def start(self, job: Job, key: str) -> Started:
+        """Build, send, classify: one attempt. Retrying is the caller's policy."""
+        return self.execute(self.build_request(job, key))
+
+    def execute(self, request: StartRequest) -> Started:
+        """Send a built start request and turn the answer into `Started` or an error."""
+        response = self.send(request)
+        body = response_body(response)
+        error = self.classify(response, body)
+        if error is not None:
+            raise error
+        try:
+            instance_id = self.instance_id(body)
+        except (KeyError, TypeError, ValueError):
+            raise AmbiguousError(
+                f"{self.name} answered {response.status_code} without an instance id",
+                http_status=response.status_code,
+                engine_error=body,
+            ) from None
+        return Started(instance_id=instance_id, http_status=response.status_code, body=body)

@@ -1,0 +1,182 @@
+"""Camunda 8 Orchestration Cluster REST API: ``POST /v2/process-instances``.
+
+The request shape depends on the target's ``api_version`` (ENGINE-NOTES):
+
+* ``8.8`` (default) and ``8.9``: ``processDefinitionId``/``processDefinitionVersion``
+  or a *string* ``processDefinitionKey``; ``tags``; unknown fields are a 400
+  (``additionalProperties: false``), so ``businessId`` is sent on 8.9 only.
+* ``8.6``: the same names, int64 keys as JSON numbers, no tags; backpressure is 429.
+* ``8.6-alpha``: the pre-release shape of seed 001, ``bpmnProcessId``/``version``.
+
+The idempotency key travels as a tag ``startproc:<hash>`` (8.8+) or as the
+variable ``_startproc_key`` (8.6), so `lookup` can find an instance after an
+ambiguous outcome. ``operationReference`` is derived from the key too, but it
+neither deduplicates nor is searchable: it only ties the engine's records to
+the job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+import requests
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from worker.engines.base import KEY_VARIABLE, Engine, Options, StartRequest
+from worker.errors import InvalidJob, JobError, TransientError
+from worker.keys import int64_reference, short_hash
+from worker.models import Job
+
+TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_\-:.]{0,99}$")
+MAX_TAGS = 10
+PATH = "/v2/process-instances"
+
+
+def key_tag(key: str) -> str:
+    """The tag that marks an instance as started for ``key`` (fits the tag pattern)."""
+    return f"startproc:{short_hash(key)}"
+
+
+class Camunda8Options(Options):
+    process_definition_key: Annotated[StrictStr, Field(pattern=r"^-?[0-9]+$")] | StrictInt | None = (
+        None
+    )
+    tags: list[Annotated[StrictStr, Field(pattern=TAG.pattern)]] = Field(
+        default_factory=list, max_length=MAX_TAGS - 1
+    )
+    business_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    start_instructions: list[StrictStr | dict[str, StrictStr]] = Field(default_factory=list)
+    await_completion: StrictBool = False
+    fetch_variables: list[StrictStr] = Field(default_factory=list)
+    request_timeout: Annotated[StrictInt, Field(ge=0)] | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _unique(cls, tags: list[str]) -> list[str]:
+        if len(set(tags)) != len(tags):
+            raise ValueError("tags must be unique")
+        return tags
+
+    def element_ids(self) -> list[dict[str, str]]:
+        out = []
+        for item in self.start_instructions:
+            element = item if isinstance(item, str) else item.get("elementId") or item.get(
+                "element_id"
+            )
+            if not element:
+                raise InvalidJob("options.start_instructions: each item needs an elementId")
+            out.append({"elementId": element})
+        return out
+
+
+class Camunda8(Engine):
+    name = "camunda8"
+    options_model = Camunda8Options
+    supports_lookup = True
+
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self.target, "api_version", "8.8"))
+
+    @property
+    def uses_tags(self) -> bool:
+        return self.version in ("8.8", "8.9")
+
+    def build_request(self, job: Job, key: str) -> StartRequest:
+        opts = self.options(job, Camunda8Options)
+        body: dict[str, Any] = self._definition(job, opts)
+        variables = dict(job.variables)
+        if KEY_VARIABLE in variables:
+            raise InvalidJob(f"variables.{KEY_VARIABLE}: reserved for the idempotency key")
+        if not self.uses_tags:
+            variables[KEY_VARIABLE] = key
+        body["variables"] = variables
+        if job.tenant_id:
+            body["tenantId"] = job.tenant_id
+        if self.version != "8.6-alpha":
+            body["operationReference"] = int64_reference(key)
+        if opts.start_instructions:
+            body["startInstructions"] = opts.element_ids()
+        if opts.await_completion:
+            body["awaitCompletion"] = True
+            if opts.fetch_variables:
+                body["fetchVariables"] = opts.fetch_variables
+        elif opts.fetch_variables:
+            raise InvalidJob("options.fetch_variables: only meaningful with await_completion")
+        if opts.request_timeout is not None:
+            body["requestTimeout"] = opts.request_timeout
+        self._tags(body, opts, key)
+        self._business_id(body, job, opts)
+        return StartRequest("POST", PATH, json=body)
+
+    def _definition(self, job: Job, opts: Camunda8Options) -> dict[str, Any]:
+        if opts.process_definition_key is not None:
+            key = str(opts.process_definition_key)
+            return {"processDefinitionKey": key if self.uses_tags else int(key)}
+        if self.version == "8.6-alpha":
+            body: dict[str, Any] = {"bpmnProcessId": job.process_id}
+            if job.version is not None:
+                body["version"] = job.version
+            return body
+        body = {"processDefinitionId": job.process_id}
+        if job.version is not None:
+            body["processDefinitionVersion"] = job.version
+        return body
+
+    def _tags(self, body: dict[str, Any], opts: Camunda8Options, key: str) -> None:
+        if self.uses_tags:
+            body["tags"] = [*opts.tags, key_tag(key)]
+        elif opts.tags:
+            raise InvalidJob(f"options.tags: needs api_version 8.8 or later (target has {self.version})")
+
+    def _business_id(self, body: dict[str, Any], job: Job, opts: Camunda8Options) -> None:
+        if self.version == "8.9":
+            business_id = opts.business_id or job.business_key
+            if business_id:
+                body["businessId"] = business_id
+        elif opts.business_id:
+            raise InvalidJob(f"options.business_id: needs api_version 8.9 (target has {self.version})")
+
+    def classify(self, response: requests.Response, body: Any) -> JobError | None:
+        error = super().classify(response, body)
+        if error is not None and response.status_code == 500 and _exhausted(body):
+            return TransientError(
+                error.message, http_status=500, engine_error=body, retry_after=None
+            )
+        return error
+
+    def summarize(self, body: Any) -> str | None:
+        if isinstance(body, dict) and ("title" in body or "detail" in body):
+            return ": ".join(str(body[k]) for k in ("title", "detail") if body.get(k))
+        return super().summarize(body)
+
+    def instance_id(self, body: Any) -> str:
+        value = body["processInstanceKey"]
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise TypeError("processInstanceKey is not a key")
+        return str(value)
+
+    def lookup(self, job: Job, key: str) -> str | None:
+        """Search by the key's tag (8.8+) or variable (8.6). Eventually consistent."""
+        if self.uses_tags:
+            search: dict[str, Any] = {"filter": {"tags": [key_tag(key)]}}
+        else:
+            value = json.dumps(key)
+            search = {"filter": {"variables": [{"name": KEY_VARIABLE, "value": value}]}}
+        response = self.send(StartRequest("POST", f"{PATH}/search", json=search))
+        body = response.json() if response.content else {}
+        error = self.classify(response, body)
+        if error is not None:
+            raise error
+        items = body.get("items") or []
+        return str(items[0]["processInstanceKey"]) if items else None
+
+
+def _exhausted(body: Any) -> bool:
+    if not isinstance(body, dict):
+        return False
+    text = f"{body.get('title', '')} {body.get('detail', '')}"
+    return "RESOURCE_EXHAUSTED" in text

@@ -1,0 +1,79 @@
+"""HTTP plumbing shared by every engine: the pooled session, Retry-After, transport errors.
+
+Transport failures split in two by one question, *could the engine have
+received the request?* A refused connection or a connect timeout cannot have
+created anything (transient, safe to resend); a read timeout or a connection
+dropped mid-answer may have (ambiguous, reconcile before resending).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from datetime import UTC, datetime
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+from worker import __version__
+from worker.errors import AmbiguousError, JobError, TransientError
+
+USER_AGENT = f"process-start-worker/{__version__}"
+_NOT_SENT = (NewConnectionError, ConnectTimeoutError, NameResolutionError)
+
+
+def make_session(pool_size: int = 64, verify: bool = True) -> requests.Session:
+    """A session with a connection pool sized for the worker's concurrency.
+
+    urllib3's own retries are off: retrying is the retry policy's decision,
+    and a silent urllib3 retry after a read error could double-start.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.verify = verify
+    return session
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        reason = getattr(current, "reason", None)
+        current = reason if isinstance(reason, BaseException) else nested or current.__context__
+    return seen
+
+
+def transport_error(exc: requests.RequestException, engine: str) -> JobError:
+    """Map a `requests` exception to transient (not sent) or ambiguous (maybe sent)."""
+    chain = _chain(exc)
+    if isinstance(exc, requests.ConnectTimeout) or any(isinstance(e, _NOT_SENT) for e in chain):
+        return TransientError(f"{engine}: could not connect ({type(chain[-1]).__name__})")
+    if isinstance(exc, requests.Timeout):
+        return AmbiguousError(f"{engine}: no answer before the timeout; the instance may exist")
+    return AmbiguousError(
+        f"{engine}: connection lost after the request was sent ({type(exc).__name__}); "
+        "the instance may exist"
+    )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return max(0.0, (when - current).total_seconds())

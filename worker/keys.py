@@ -1,0 +1,71 @@
+"""Idempotency keys, fingerprints and every Redis key name, in one place.
+
+A key is scoped by target: the same key for two targets is two starts
+(CONTRACT section 3). Redis key names live here so the ledger, the results
+index and the tools that inspect them never drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+PREFIX = "startproc"
+
+
+def idempotency_key(
+    *, target: str, process: str, explicit: str | None, business_key: str | None, job_id: str
+) -> str:
+    """The job's key: explicit, else derived from the business key, else the job id.
+
+    Deriving from the job id still makes Celery redeliveries and retries of
+    that one job safe, which is all a producer without keys can expect.
+    """
+    if explicit:
+        return explicit
+    if business_key:
+        return f"{target}:{process}:{business_key}"
+    return f"job:{job_id}"
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    """Hash of the normalised payload: same key + other fingerprint = conflict."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def short_hash(text: str, length: int = 32) -> str:
+    """A stable, charset-safe digest for places with strict patterns (C8 tags)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def int64_reference(text: str) -> int:
+    """A positive int64 derived from ``text`` (C8 ``operationReference`` must be >= 1)."""
+    value = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & (2**63 - 1)
+    return value or 1
+
+
+def ledger_key(target: str, key: str) -> str:
+    return f"{PREFIX}:ledger:{target}:{key}"
+
+
+def result_key(job_id: str) -> str:
+    return f"{PREFIX}:result:{job_id}"
+
+
+def result_by_idempotency_key(target: str, key: str) -> str:
+    return f"{PREFIX}:result-by-key:{target}:{key}"
+
+
+def result_by_key_any_target(key: str) -> str:
+    return f"{PREFIX}:result-by-key:*:{key}"
+
+
+def result_waiters(job_id: str) -> str:
+    return f"{PREFIX}:notify:{job_id}"
+
+
+RESULTS_LOG = f"{PREFIX}:results-log"
+OUTBOX = f"{PREFIX}:outbox"
+DLQ = f"{PREFIX}:dlq"

@@ -1,0 +1,143 @@
+"""The idempotency ledger: who may call the engine for a key, and what came of it.
+
+One Redis hash per (target, idempotency key)::
+
+    state        IN_FLIGHT -> SUCCEEDED | FAILED | AMBIGUOUS | RELEASED
+    fingerprint  hash of the normalised payload (same key, other payload = conflict)
+    job_id       the job that claimed it last; instance_id once SUCCEEDED
+    fence        grows on every claim; a holder with an older fence can't write
+    lease_until  ms epoch; an IN_FLIGHT entry past it belongs to a dead worker
+    sent_fence   the fence whose holder was about to send (so a takeover knows
+                 whether the dead holder might have created an instance)
+    attempts     start requests sent for this key
+
+Every transition is one Lua script, so two workers racing on a key can never
+both be told to call the engine (like arq's atomic enqueue: the outcome is a
+return value, not an exception). The interface (`claim`, `mark_sending`,
+`finish`) is small enough for a SQL implementation with row locks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import redis
+
+from worker.keys import ledger_key
+
+ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
+FinalState = Literal["SUCCEEDED", "FAILED", "AMBIGUOUS", "RELEASED"]
+
+_CLAIM = """
+local h = KEYS[1]
+local fp, job, now, lease, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local state = redis.call('HGET', h, 'state')
+if not state then
+  redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
+             'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now)
+  redis.call('EXPIRE', h, ttl)
+  return {'claimed', 1, '', '', 0, 0}
+end
+local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
+                     'sent_fence', 'attempts')
+if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0} end
+if state == 'SUCCEEDED' then return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0)} end
+local lease_until = tonumber(f[4] or 0)
+if state == 'IN_FLIGHT' and lease_until > now then
+  return {'busy', 0, f[2] or '', '', lease_until - now, 0}
+end
+-- Taking over: a dead holder or an AMBIGUOUS outcome may have created an instance.
+local maybe_sent = 0
+if state == 'AMBIGUOUS' then maybe_sent = 1 end
+if state == 'IN_FLIGHT' and f[6] == f[5] then maybe_sent = 1 end
+local fence = redis.call('HINCRBY', h, 'fence', 1)
+redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease, 'updated_at', now)
+redis.call('EXPIRE', h, ttl)
+return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0)}
+"""
+
+_MARK_SENDING = """
+local h = KEYS[1]
+if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
+redis.call('HSET', h, 'sent_fence', ARGV[1], 'lease_until', ARGV[2], 'updated_at', ARGV[3])
+return redis.call('HINCRBY', h, 'attempts', 1)
+"""
+
+_FINISH = """
+local h = KEYS[1]
+if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
+redis.call('HSET', h, 'state', ARGV[2], 'instance_id', ARGV[3], 'updated_at', ARGV[4],
+           'lease_until', 0)
+if ARGV[2] == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
+redis.call('EXPIRE', h, tonumber(ARGV[5]))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The ledger's answer to "may I call the engine for this key?"."""
+
+    status: ClaimStatus
+    fence: int = 0
+    other_job_id: str = ""
+    instance_id: str = ""
+    maybe_sent: bool = False
+    """True when a previous holder may have created an instance: reconcile first."""
+    wait_ms: int = 0
+    attempts: int = 0
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Ledger:
+    """Redis implementation of the ledger. Thread-safe (redis-py pools connections)."""
+
+    def __init__(self, client: redis.Redis, lease_seconds: int, retention_days: int) -> None:
+        self.client = client
+        self.lease_ms = lease_seconds * 1000
+        self.ttl = retention_days * 86400
+        self._claim = client.register_script(_CLAIM)
+        self._mark = client.register_script(_MARK_SENDING)
+        self._finish = client.register_script(_FINISH)
+
+    def claim(self, target: str, key: str, fingerprint: str, job_id: str) -> Claim:
+        raw = self._claim(
+            keys=[ledger_key(target, key)],
+            args=[fingerprint, job_id, _ms(), self.lease_ms, self.ttl],
+        )
+        status, fence, other, instance, extra, attempts = raw
+        if status == "busy":
+            return Claim("busy", other_job_id=other, wait_ms=int(extra))
+        return Claim(
+            status,
+            fence=int(fence),
+            other_job_id=other,
+            instance_id=instance,
+            maybe_sent=bool(int(extra)),
+            attempts=int(attempts),
+        )
+
+    def mark_sending(self, target: str, key: str, fence: int) -> int | None:
+        """Record that this holder is about to send; extends the lease. None if fenced out."""
+        now = _ms()
+        attempts = self._mark(
+            keys=[ledger_key(target, key)], args=[fence, now + self.lease_ms, now]
+        )
+        return int(attempts) or None
+
+    def finish(
+        self, target: str, key: str, fence: int, state: FinalState, instance_id: str = ""
+    ) -> bool:
+        """Write the outcome if this holder still owns the key; False for a stale holder."""
+        done = self._finish(
+            keys=[ledger_key(target, key)], args=[fence, state, instance_id, _ms(), self.ttl]
+        )
+        return bool(done)
+
+    def get(self, target: str, key: str) -> dict[str, str]:
+        return dict(self.client.hgetall(ledger_key(target, key)))  # type: ignore[arg-type]

@@ -1,0 +1,176 @@
+"""The two messages of the external contract: a start job and its result.
+
+Both are frozen and validate every field, because a job comes from any app
+over a queue and a result is read by apps we do not know (CONTRACT sections 3
+and 4). Unknown fields are rejected rather than ignored: a misspelt
+``idempotency_key`` silently dropped would double-start instances.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from worker.errors import InvalidJob
+from worker.validation import describe
+
+MAX_JOB_BYTES = 1024 * 1024
+TARGET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=_PRINTABLE.pattern)]
+Status = Literal["created", "duplicate", "failed"]
+ErrorKind = Literal["invalid", "permanent", "conflict", "exhausted", "ambiguous"]
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, to the millisecond (the precision results carry)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso_ms(value: datetime) -> str:
+    """``2026-11-25T10:00:00.042Z``: the one timestamp format of results."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class Job(BaseModel):
+    """A start job as producers send it (``send_task(..., kwargs={"job": {...}})``).
+
+    ``job_id``, ``enqueued_at``, ``batch_id`` and ``schedule`` are filled in by
+    our own producers; a job from a foreign app gets its Celery task id as
+    ``job_id`` and its first-seen time as ``enqueued_at``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: Annotated[StrictStr, Field(pattern=TARGET_NAME)]
+    process: Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
+    version: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)] | None = None
+    variables: dict[Annotated[str, Field(min_length=1, max_length=256)], JsonValue] = Field(
+        default_factory=dict
+    )
+    business_key: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+    idempotency_key: Printable | None = None
+    tenant_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    options: dict[str, JsonValue] = Field(default_factory=dict)
+    job_id: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
+    enqueued_at: datetime | None = None
+    batch_id: Printable | None = None
+    schedule: Printable | None = None
+
+    @field_validator("process")
+    @classmethod
+    def _process_text(cls, value: str | int) -> str:
+        text = str(value)
+        if not text or len(text) > 256 or not _PRINTABLE.match(text):
+            raise ValueError("must be 1-256 printable characters")
+        return text
+
+    @field_validator("enqueued_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_serializer("enqueued_at")
+    def _ser_time(self, value: datetime | None) -> str | None:
+        return iso_ms(value) if value else None
+
+    @property
+    def process_id(self) -> str:
+        return str(self.process)
+
+    def payload(self) -> dict[str, Any]:
+        """What the job asks for, without who/when: the basis of its fingerprint."""
+        return self.model_dump(
+            mode="json", exclude={"job_id", "enqueued_at", "batch_id", "schedule", "idempotency_key"}
+        )
+
+    @classmethod
+    def parse(cls, raw: object) -> Job:
+        """Validate anything that came off the queue; every problem becomes `InvalidJob`."""
+        if isinstance(raw, str | bytes):
+            if len(raw) > MAX_JOB_BYTES:
+                raise InvalidJob(f"job: larger than {MAX_JOB_BYTES} bytes")
+            try:
+                raw = json.loads(raw)
+            except ValueError as exc:
+                raise InvalidJob(f"job: not valid JSON ({exc.msg})") from None
+        if not isinstance(raw, dict):
+            raise InvalidJob(f"job: expected a JSON object, got {type(raw).__name__}")
+        size = len(json.dumps(raw, default=str, separators=(",", ":")))
+        if size > MAX_JOB_BYTES:
+            raise InvalidJob(f"job: {size} bytes is larger than the {MAX_JOB_BYTES} byte limit")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidJob("; ".join(describe(exc, cls.model_fields))) from None
+
+
+class ErrorInfo(BaseModel):
+    """The ``error`` of a failed result; ``engine_error`` is the engine's own body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ErrorKind
+    http_status: int | None = None
+    message: str
+    engine_error: JsonValue = None
+
+
+class Result(BaseModel):
+    """Exactly one per job, on the results queue and in the results index."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    idempotency_key: str | None = None
+    target: str | None = None
+    engine: str | None = None
+    process: str | None = None
+    business_key: str | None = None
+    status: Status
+    instance_id: str | None = None
+    attempts: Annotated[StrictInt, Field(ge=0)] = 0
+    error: ErrorInfo | None = None
+    batch_id: str | None = None
+    schedule: str | None = None
+    enqueued_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("enqueued_at", "finished_at")
+    @classmethod
+    def _millis(cls, value: datetime | None) -> datetime | None:
+        """Results carry milliseconds, so a result read back equals the one written."""
+        if value is None:
+            return None
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+
+    @field_serializer("enqueued_at", "finished_at")
+    def _ser_time(self, value: datetime | None) -> str | None:
+        return iso_ms(value) if value else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+

@@ -1,0 +1,168 @@
+"""Results: recorded once per job, then published to the durable results queue.
+
+Recording and publishing are two steps joined by an outbox, so a crash
+between "instance created" and "result published" cannot lose the result:
+
+1. `record` stores the result under its job id **only if none exists** (the
+   first outcome of a job wins; a redelivered job finds it), indexes it by
+   idempotency key, appends it to a capped log for ``startproc results``, and
+   puts the job id in the outbox, all in one MULTI.
+2. `publish_pending` sends it to the results queue and removes it from the
+   outbox. A redelivered job, or the sweeper, calls it again for leftovers.
+
+A crash after the broker accepted the message but before the outbox entry
+was removed sends that result a second time with the same ``job_id``; that
+window is the only one, and consumers can drop a repeated ``job_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from kombu import Connection, Exchange, Queue
+from kombu.pools import producers
+
+from worker import keys
+from worker.models import Result
+
+Publisher = Callable[[dict[str, Any]], None]
+RESULTS_LOG_MAXLEN = 100_000
+
+_RECORD = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'result', ARGV[1])
+if ARGV[4] ~= '' then redis.call('SET', ARGV[4], ARGV[2], 'EX', tonumber(ARGV[3])) end
+if ARGV[5] ~= '' then redis.call('HINCRBY', ARGV[5], ARGV[6], 1) end
+return 1
+"""
+
+
+def results_queue(name: str) -> Queue:
+    """The durable results queue, addressed through the default exchange.
+
+    The default exchange routes by queue name on AMQP and writes straight to
+    the list on Redis, so no binding has to survive: kombu remembers Redis
+    bindings in process memory, and after a Redis restart without data it
+    would route results to nowhere.
+    """
+    return Queue(name, Exchange(""), routing_key=name, durable=True)
+
+
+class KombuPublisher:
+    """Publishes result dicts as persistent JSON messages through kombu's producer pool.
+
+    kombu, not Celery: any process with a broker URL can publish or consume,
+    and the same code serves Redis and RabbitMQ.
+    """
+
+    def __init__(self, connection: Connection, queue_name: str) -> None:
+        self.connection = connection
+        self.queue = results_queue(queue_name)
+
+    def __call__(self, result: dict[str, Any]) -> None:
+        with producers[self.connection].acquire(block=True, timeout=30) as producer:
+            producer.publish(
+                result,
+                serializer="json",
+                exchange="",
+                routing_key=self.queue.name,
+                declare=[self.queue],
+                delivery_mode=2,
+                retry=True,
+                retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},
+            )
+
+
+class ResultStore:
+    """The results index in Redis, with the outbox in front of the queue."""
+
+    def __init__(self, client: redis.Redis, publisher: Publisher, retention_days: int) -> None:
+        self.client = client
+        self.publish = publisher
+        self.ttl = retention_days * 86400
+        self._record = client.register_script(_RECORD)
+
+    def record(self, result: Result) -> bool:
+        """Store the job's first result and queue it for publishing, atomically.
+
+        False when the job already had a result (a redelivery or a race).
+        """
+        by_key = (
+            keys.result_by_idempotency_key(result.target, result.idempotency_key)
+            if result.idempotency_key and result.target
+            else ""
+        )
+        batch = f"{keys.PREFIX}:batch:{result.batch_id}" if result.batch_id else ""
+        stored = self._record(
+            keys=[keys.result_key(result.job_id), keys.OUTBOX, keys.RESULTS_LOG],
+            args=[
+                result.to_json(), result.job_id, self.ttl, by_key, batch, result.status,
+                RESULTS_LOG_MAXLEN,
+            ],
+        )
+        return bool(stored)
+
+    def publish_pending(self, job_id: str) -> bool:
+        """Publish the job's result if it is still in the outbox; True if it was sent now."""
+        if not self.client.sismember(keys.OUTBOX, job_id):
+            return False
+        raw = self.client.get(keys.result_key(job_id))
+        if raw is None:
+            self.client.srem(keys.OUTBOX, job_id)
+            return False
+        self.publish(json.loads(raw))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.srem(keys.OUTBOX, job_id)
+        pipe.lpush(keys.result_waiters(job_id), "1")
+        pipe.expire(keys.result_waiters(job_id), 300)
+        pipe.execute()
+        return True
+
+    def pending(self) -> list[str]:
+        """Job ids recorded but not yet published (for the sweeper and for checks)."""
+        return sorted(str(m) for m in self.client.smembers(keys.OUTBOX))  # type: ignore[union-attr]
+
+    def get(self, job_id: str) -> Result | None:
+        raw = self.client.get(keys.result_key(job_id))
+        return Result.model_validate_json(raw) if raw else None  # type: ignore[arg-type]
+
+    def get_by_key(self, key: str, target: str | None = None) -> Result | None:
+        if target:
+            job_id = self.client.get(keys.result_by_idempotency_key(target, key))
+        else:
+            match = next(iter(self.client.scan_iter(keys.result_by_key_any_target(key))), None)
+            job_id = self.client.get(match) if match else None
+        return self.get(str(job_id)) if job_id else None
+
+    def wait(self, job_id: str, timeout: float) -> Result | None:
+        """Block until the job's result is published, or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.get(job_id)
+            remaining = deadline - time.monotonic()
+            if result is not None or remaining <= 0:
+                return result
+            # Short blocking slices: well under the client's socket timeout, and a
+            # result recorded between get() and blpop() is seen on the next turn.
+            self.client.blpop([keys.result_waiters(job_id)], timeout=min(remaining, 2.0))
+
+    def recent(self, count: int = 20) -> list[Result]:
+        entries = self.client.xrevrange(keys.RESULTS_LOG, count=count)
+        return [Result.model_validate_json(f["result"]) for _id, f in reversed(entries)]  # type: ignore[union-attr]
+
+    def follow(self, last_id: str = "$", block_ms: int = 1000) -> Iterator[Result | None]:
+        """Yield results as they are recorded; None on each idle ``block_ms`` tick."""
+        while True:
+            batch = self.client.xread({keys.RESULTS_LOG: last_id}, block=block_ms, count=100)
+            if not batch:
+                yield None
+                continue
+            for _stream, entries in batch:  # type: ignore[union-attr]
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    yield Result.model_validate_json(fields["result"])

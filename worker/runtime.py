@@ -1,0 +1,70 @@
+"""Wiring: settings and targets -> ledger, results, engines -> the start service.
+
+Built once per process (``runtime()``), so no job re-reads config or
+re-opens connections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from kombu import Connection
+
+from worker.config import Settings, Targets, load_targets, settings
+from worker.connections import shared_redis
+from worker.dlq import DeadLetters
+from worker.engines import EngineCache
+from worker.ledger import Ledger
+from worker.results import KombuPublisher, ResultStore
+from worker.retry import RetryPolicy
+from worker.service import StartService
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    targets: Targets
+    service: StartService
+    results: ResultStore
+    dead_letters: DeadLetters
+
+
+def policy_from(cfg: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        attempts=cfg.http_attempts,
+        initial=cfg.http_backoff_initial,
+        cap=cfg.http_backoff_max,
+        task_max_retries=cfg.task_max_retries,
+        task_backoff_max=cfg.task_retry_backoff_max,
+    )
+
+
+def result_store(cfg: Settings, connection: Connection | None = None) -> ResultStore:
+    client = shared_redis(cfg.require_redis())
+    conn = connection or Connection(cfg.require_broker())
+    return ResultStore(client, KombuPublisher(conn, cfg.results_queue), cfg.retention_days)
+
+
+def build_runtime(
+    cfg: Settings, targets: Targets, connection: Connection | None = None
+) -> Runtime:
+    client = shared_redis(cfg.require_redis())
+    results = result_store(cfg, connection)
+    dead_letters = DeadLetters(client)
+    service = StartService(
+        targets=targets,
+        engines=EngineCache(targets),
+        ledger=Ledger(client, cfg.lease_seconds, cfg.retention_days),
+        results=results,
+        dead_letters=dead_letters,
+        policy=policy_from(cfg),
+    )
+    return Runtime(cfg, targets, service, results, dead_letters)
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    """The process-wide runtime, from the environment."""
+    cfg = settings()
+    return build_runtime(cfg, load_targets(cfg.targets))

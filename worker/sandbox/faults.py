@@ -1,0 +1,203 @@
+"""Fault injection for start requests: the same knobs on every engine.
+
+Two sources, scripted first:
+
+* ``script([...])`` — one-shot faults consumed in order by the next start
+  requests: ``{"status": 503, "retry_after": "1"}``, ``{"drop": "before_commit"}``,
+  ``{"drop": "after_commit"}``, ``{"latency_ms": 1500}`` (a slow but successful
+  start, for client timeouts), with optional ``code`` (C7 ``ExceptionDto.code``),
+  ``title`` (C8 problem title), ``message`` and ``body`` (a verbatim JSON body).
+* ``configure(...)`` — standing knobs: ``latency_ms`` before every start,
+  ``error_rate`` (the engine's transient error, or ``error_status``),
+  ``drop_after_commit_rate`` and ``search_lag_ms``, drawn from a seeded RNG so
+  a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from worker.sandbox.web import JsonDict
+
+DropPoint = Literal["before_commit", "after_commit"]
+_DROP_POINTS = ("before_commit", "after_commit")
+_SCRIPT_KEYS = frozenset({"status", "retry_after", "drop", "latency_ms", "code", "title",
+                          "message", "body"})
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault to apply to one start request.
+
+    ``status`` None with ``error`` True means "the engine's own transient error".
+    """
+
+    error: bool = False
+    status: int | None = None
+    retry_after: str | None = None
+    drop: DropPoint | None = None
+    latency_ms: int = 0
+    code: int | None = None
+    title: str | None = None
+    message: str | None = None
+    body: Any = None
+
+    @classmethod
+    def from_spec(cls, spec: JsonDict) -> Fault:
+        """Validate one scripted entry (ValueError names what is wrong)."""
+        unknown = set(spec) - _SCRIPT_KEYS
+        if unknown:
+            raise ValueError(f"unknown fault keys {sorted(unknown)}; use {sorted(_SCRIPT_KEYS)}")
+        drop = spec.get("drop")
+        if drop is not None and drop not in _DROP_POINTS:
+            raise ValueError(f"drop must be one of {_DROP_POINTS}, not {drop!r}")
+        status = spec.get("status")
+        if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
+            raise ValueError(f"status must be an HTTP error status, not {status!r}")
+        if status is None and drop is None and not spec.get("latency_ms"):
+            raise ValueError(f"a fault needs status, drop or latency_ms: {spec!r}")
+        if status is not None and drop is not None:
+            raise ValueError("a fault is either a status or a drop, not both")
+        retry_after = spec.get("retry_after")
+        return cls(
+            error=status is not None,
+            status=status,
+            retry_after=None if retry_after is None else str(retry_after),
+            drop=drop,
+            latency_ms=int(spec.get("latency_ms", 0)),
+            code=spec.get("code"),
+            title=spec.get("title"),
+            message=spec.get("message"),
+            body=spec.get("body"),
+        )
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """The standing knobs (what ``configure`` sets)."""
+
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    error_status: int | None = None
+    drop_after_commit_rate: float = 0.0
+    search_lag_ms: int = 0
+    seed: int | None = None
+
+
+class FaultKnobs:
+    """Decides, per start request, which fault (if any) applies. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settings = FaultSettings()
+        self._rng = random.Random()
+        self._script: list[Fault] = []
+        self._injected: Counter[str] = Counter()
+
+    def configure(
+        self,
+        latency_ms: int = 0,
+        error_rate: float = 0.0,
+        error_status: int | None = None,
+        drop_after_commit_rate: float = 0.0,
+        search_lag_ms: int = 0,
+        seed: int | None = None,
+    ) -> FaultSettings:
+        """Replace every standing knob (omitted ones go back to off).
+
+        ``seed`` None seeds the RNG from the OS: pass a seed for reproducible runs.
+        """
+        for name, rate in (("error_rate", error_rate),
+                           ("drop_after_commit_rate", drop_after_commit_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], not {rate!r}")
+        if latency_ms < 0 or search_lag_ms < 0:
+            raise ValueError("latency_ms and search_lag_ms must be >= 0")
+        if error_status is not None and not 400 <= error_status <= 599:
+            raise ValueError(f"error_status must be an HTTP error status, not {error_status!r}")
+        settings = FaultSettings(latency_ms, error_rate, error_status,
+                                 drop_after_commit_rate, search_lag_ms, seed)
+        with self._lock:
+            self._settings = settings
+            self._rng = random.Random(seed)
+        return settings
+
+    def script(self, faults: list[JsonDict]) -> None:
+        """Queue one-shot faults (appended after any still pending)."""
+        parsed = [Fault.from_spec(spec) for spec in faults]
+        with self._lock:
+            self._script.extend(parsed)
+
+    @property
+    def settings(self) -> FaultSettings:
+        with self._lock:
+            return self._settings
+
+    @property
+    def search_lag_s(self) -> float:
+        return self.settings.search_lag_ms / 1000.0
+
+    def pending(self) -> int:
+        """Scripted faults not consumed yet."""
+        with self._lock:
+            return len(self._script)
+
+    def apply_latency(self) -> None:
+        """Sleep the standing latency: called before a start request is handled."""
+        delay = self.settings.latency_ms
+        if delay:
+            self._count("latency")
+            time.sleep(delay / 1000.0)
+
+    def next_fault(self) -> Fault | None:
+        """The fault for this start request: the next scripted one, else a random draw."""
+        with self._lock:
+            if self._script:
+                fault: Fault | None = self._script.pop(0)
+            else:
+                fault = self._draw()
+        if fault is not None:
+            self._count(_kind(fault))
+        return fault
+
+    def _draw(self) -> Fault | None:
+        settings = self._settings
+        if settings.error_rate and self._rng.random() < settings.error_rate:
+            return Fault(error=True, status=settings.error_status)
+        if settings.drop_after_commit_rate and self._rng.random() < settings.drop_after_commit_rate:
+            return Fault(drop="after_commit")
+        return None
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self._injected[kind] += 1
+
+    def snapshot(self) -> JsonDict:
+        """Settings, pending script length and faults injected so far, as JSON."""
+        with self._lock:
+            return {
+                "settings": asdict(self._settings),
+                "scripted_pending": len(self._script),
+                "injected": dict(self._injected),
+            }
+
+    def reset(self) -> None:
+        """Knobs off, script emptied, counts zeroed."""
+        with self._lock:
+            self._settings = FaultSettings()
+            self._rng = random.Random()
+            self._script.clear()
+            self._injected.clear()
+
+
+def _kind(fault: Fault) -> str:
+    if fault.drop is not None:
+        return f"drop_{fault.drop}"
+    if fault.error:
+        return "error"
+    return "latency"

@@ -1,0 +1,333 @@
+"""Start one job: the whole decision path, as plain code with no Celery in it.
+
+``StartService.handle`` takes a raw job and a delivery, and returns either
+``Done(result)`` (the job is decided; its one result is recorded and
+published) or ``RetryLater(countdown)`` (ask the queue to bring it back).
+The Celery task is a thin shell around it, and tests drive it directly.
+
+The order of steps is the product's promise:
+
+1. a job that already has a result is only re-published (redelivery);
+2. the job and its options are validated before anything is claimed;
+3. the ledger decides who may call the engine (claim / duplicate / conflict / busy);
+4. a claim that may follow a lost outcome **reconciles before it re-sends**;
+5. the engine is called with in-call retries; the outcome is written to the
+   ledger with the claim's fence, then recorded and published as the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from worker.config import Targets
+from worker.dlq import DeadLetters
+from worker.engines import EngineCache
+from worker.engines.base import Engine, StartRequest, Started
+from worker.errors import (
+    AmbiguousError,
+    ConflictError,
+    InvalidJob,
+    JobError,
+    TransientError,
+)
+from worker.keys import fingerprint, idempotency_key
+from worker.ledger import Claim, Ledger
+from worker.models import ErrorInfo, Job, Result, Status, utcnow
+from worker.results import ResultStore
+from worker.retry import RetryPolicy
+
+log = structlog.get_logger("worker.service")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the queue knows about this run of the job."""
+
+    job_id: str
+    retries: int = 0
+    first_seen: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    result: Result
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    countdown: float
+    reason: str
+
+
+Outcome = Done | RetryLater
+
+
+class Fenced(TransientError):
+    """Another holder took the key over (our lease ran out): stand back."""
+
+
+@dataclass
+class StartService:
+    targets: Targets
+    engines: EngineCache
+    ledger: Ledger
+    results: ResultStore
+    dead_letters: DeadLetters
+    policy: RetryPolicy
+    busy_wait: float = 5.0
+    reconcile_window: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+
+    # ------------------------------------------------------------------ entry
+
+    def handle(self, raw_job: Any, delivery: Delivery) -> Outcome:
+        existing = self.results.get(delivery.job_id)
+        if existing is not None:
+            self.results.publish_pending(delivery.job_id)
+            return Done(existing)
+        try:
+            job = Job.parse(raw_job)
+        except InvalidJob as exc:
+            return self.reject(raw_job, delivery, exc)
+        run = _Run(self, job, delivery)
+        try:
+            return run.execute()
+        except JobError as exc:
+            return run.fail(exc)
+
+    def reject(self, raw_job: Any, delivery: Delivery, exc: InvalidJob) -> Outcome:
+        """Decide a job that cannot be read at all: its one result is ``invalid``."""
+        return self._done(invalid_result(raw_job, delivery, exc))
+
+    def give_up(self, raw_job: Any, delivery: Delivery, reason: str) -> Outcome:
+        """Decide a job that kept failing for reasons of our own (a bug, a crash loop).
+
+        The result says ``exhausted`` and the job goes to the dead-letter store:
+        whether an instance exists is for a person to check, never guessed.
+        """
+        exc = InvalidJob(reason)
+        base = invalid_result(raw_job, delivery, exc)
+        info = ErrorInfo(kind="exhausted", message=reason)
+        self.dead_letters.add(delivery.job_id, raw_job, "exhausted", info.model_dump())
+        return self._done(base.model_copy(update={"error": info}))
+
+    def _done(self, result: Result) -> Outcome:
+        """Record the job's one result and publish it through the outbox."""
+        recorded = self.results.record(result)
+        self.results.publish_pending(result.job_id)
+        final = result if recorded else self.results.get(result.job_id) or result
+        log.info(
+            "job.finished",
+            job_id=final.job_id,
+            target=final.target,
+            status=final.status,
+            instance_id=final.instance_id,
+            error_kind=final.error.kind if final.error else None,
+        )
+        return Done(final)
+
+
+@dataclass
+class _Run:
+    """One delivery of one valid job."""
+
+    service: StartService
+    job: Job
+    delivery: Delivery
+    key: str = ""
+    engine: Engine | None = None
+    fence: int = 0
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        self.job_id = self.job.job_id or self.delivery.job_id
+        self.key = idempotency_key(
+            target=self.job.target,
+            process=self.job.process_id,
+            explicit=self.job.idempotency_key,
+            business_key=self.job.business_key,
+            job_id=self.job_id,
+        )
+        self.log = log.bind(job_id=self.job_id, target=self.job.target, key=self.key)
+
+    # ---- the path
+
+    def execute(self) -> Outcome:
+        svc = self.service
+        if self.job_id != self.delivery.job_id and svc.results.get(self.job_id):
+            svc.results.publish_pending(self.job_id)
+            return Done(svc.results.get(self.job_id))  # type: ignore[arg-type]
+        self.engine = svc.engines.get(self.job.target)
+        request = self.engine.build_request(self.job, self.key)
+        claim = self._claim()
+        if claim.status == "busy":
+            return RetryLater(max(claim.wait_ms / 1000, 0.5), "another worker holds this key")
+        if claim.status == "conflict":
+            raise ConflictError(
+                f"idempotency key {self.key!r} was already used with a different payload "
+                f"(job {claim.other_job_id})"
+            )
+        if claim.status == "duplicate":
+            self.attempts = claim.attempts
+            status: Status = "created" if claim.other_job_id == self.job_id else "duplicate"
+            return self.succeed(claim.instance_id, status)
+        self.fence = claim.fence
+        self.attempts = claim.attempts
+        if claim.maybe_sent:
+            found = self._reconcile()
+            if found is not None:
+                return self._created(found)
+        return self._send(request)
+
+    def _claim(self) -> Claim:
+        svc = self.service
+        fp = fingerprint(self.job.payload())
+        deadline = time.monotonic() + svc.busy_wait
+        delay = 0.02
+        while True:
+            claim = svc.ledger.claim(self.job.target, self.key, fp, self.job_id)
+            if claim.status != "busy" or time.monotonic() + delay > deadline:
+                return claim
+            svc.sleep(min(delay, claim.wait_ms / 1000))
+            delay = min(delay * 2, 0.5)
+
+    def _reconcile(self) -> str | None:
+        """Find the instance a lost attempt may have created, before sending again."""
+        assert self.engine is not None
+        target = self.service.targets[self.job.target]
+        if not self.engine.supports_lookup:
+            if target.retry_ambiguous:
+                self.log.warning("job.resend_unverified", reason="retry_ambiguous")
+                return None
+            raise AmbiguousError(
+                f"{self.engine.name} has no lookup: an earlier attempt may have created the "
+                "instance; an operator must check (set retry_ambiguous = true to resend)"
+            )
+        deadline = time.monotonic() + self.service.reconcile_window
+        delay = 0.1
+        while True:
+            found = self.engine.lookup(self.job, self.key)
+            if found is not None or time.monotonic() + delay > deadline:
+                self.log.info("job.reconciled", found=found)
+                return found
+            self.service.sleep(delay)  # search is eventually consistent (C8)
+            delay = min(delay * 2, 2.0)
+
+    def _send(self, request: StartRequest) -> Outcome:
+        svc = self.service
+        assert self.engine is not None
+        engine = self.engine
+
+        def attempt() -> Started:
+            sent = svc.ledger.mark_sending(self.job.target, self.key, self.fence)
+            if sent is None:
+                raise Fenced("the idempotency key was taken over by another worker")
+            self.attempts = sent
+            return engine.execute(request)
+
+        def on_retry(error: TransientError) -> None:
+            self.log.info("job.retry_in_call", error=error.message, http_status=error.http_status)
+
+        try:
+            started = svc.policy.call(attempt, on_retry)
+        except Fenced:
+            return RetryLater(1.0, "fenced out")
+        except TransientError as exc:
+            self._ledger("RELEASED")
+            return self._later(exc)
+        except AmbiguousError as exc:
+            self._ledger("AMBIGUOUS")
+            target = svc.targets[self.job.target]
+            if engine.supports_lookup or target.retry_ambiguous:
+                return self._later(exc)
+            raise
+        except JobError:
+            self._ledger("FAILED")
+            raise
+        return self._created(started.instance_id)
+
+    # ---- outcomes
+
+    def _later(self, exc: JobError) -> Outcome:
+        policy = self.service.policy
+        if self.delivery.retries >= policy.task_max_retries:
+            return self.fail(exc, exhausted=True)
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        countdown = policy.countdown(self.delivery.retries, retry_after)
+        self.log.info("job.retry_later", countdown=round(countdown, 3), error=exc.message)
+        return RetryLater(countdown, exc.message)
+
+    def _ledger(self, state: str, instance_id: str = "") -> bool:
+        return self.service.ledger.finish(
+            self.job.target, self.key, self.fence, state, instance_id  # type: ignore[arg-type]
+        )
+
+    def _created(self, instance_id: str) -> Outcome:
+        if not self._ledger("SUCCEEDED", instance_id):
+            self.log.warning("job.fenced_after_success", instance_id=instance_id)
+        return self.succeed(instance_id, "created")
+
+    def succeed(self, instance_id: str, status: Status) -> Outcome:
+        return self.service._done(self._result(status, instance_id=instance_id))
+
+    def fail(self, exc: JobError, exhausted: bool = False) -> Outcome:
+        info = ErrorInfo.model_validate(exc.as_error_info())
+        if exhausted and not isinstance(exc, AmbiguousError):
+            info = info.model_copy(update={"kind": "exhausted"})
+        result = self._result("failed", error=info)
+        if info.kind in ("exhausted", "ambiguous"):
+            self.service.dead_letters.add(
+                self.job_id, self.job.model_dump(mode="json"), info.kind, info.model_dump()
+            )
+        return self.service._done(result)
+
+    def _result(self, status: Status, **fields: Any) -> Result:
+        job = self.job
+        return Result(
+            job_id=self.job_id,
+            idempotency_key=self.key,
+            target=job.target,
+            engine=self.engine.name if self.engine else _engine_of(self.service.targets, job.target),
+            process=job.process_id,
+            business_key=job.business_key,
+            status=status,
+            attempts=self.attempts,
+            batch_id=job.batch_id,
+            schedule=job.schedule,
+            enqueued_at=job.enqueued_at or self.delivery.first_seen,
+            **fields,
+        )
+
+
+def _engine_of(targets: Targets, name: str) -> str | None:
+    target = targets.get(name)
+    return getattr(target, "engine", None) if target else None
+
+
+def invalid_result(raw: Any, delivery: Delivery, exc: InvalidJob) -> Result:
+    """A failed result for a job too malformed to parse: keep what can be read safely."""
+    fields = raw if isinstance(raw, dict) else {}
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value[:256] if isinstance(value, str) else None
+
+    return Result(
+        job_id=delivery.job_id,
+        idempotency_key=text("idempotency_key"),
+        target=text("target"),
+        process=text("process"),
+        business_key=text("business_key"),
+        status="failed",
+        error=ErrorInfo(kind="invalid", message=exc.message),
+        batch_id=text("batch_id"),
+        schedule=text("schedule"),
+        enqueued_at=delivery.first_seen,
+        finished_at=utcnow(),
+    )

@@ -1,0 +1,122 @@
+"""A local stack: embedded Redis (unless a broker is given) plus worker/beat processes.
+
+`startproc up`, `startproc demo` and the integration tests all run the same
+real pieces this way: a real ``celery worker`` in a child process, talking to
+a real Redis. Children are started in their own process group, asked to die
+with their parent, and stopped on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from worker.embedded import EmbeddedRedis, _die_with_parent
+
+
+def _child_setup() -> None:
+    os.setpgrp()
+    _die_with_parent()
+
+
+@dataclass
+class LocalStack:
+    """Owns the embedded Redis and the worker/beat processes it starts."""
+
+    broker_url: str | None = None
+    redis_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    appendonly: bool = False
+    log_dir: Path | None = None
+    redis: EmbeddedRedis | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> LocalStack:
+        if not self.broker_url:
+            self.redis = EmbeddedRedis(appendonly=self.appendonly).start()
+            self.broker_url = self.redis.url
+        return self
+
+    @property
+    def child_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.env, "STARTPROC_BROKER_URL": str(self.broker_url)}
+        if self.redis_url:
+            env["STARTPROC_REDIS_URL"] = self.redis_url
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}-{len(self.processes)}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            args,
+            env=self.child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            preexec_fn=_child_setup,
+        )
+        if out is not None:
+            out.close()
+        self.processes.append(proc)
+        return proc
+
+    def start_worker(
+        self,
+        concurrency: int = 8,
+        pool: str = "threads",
+        hostname: str | None = None,
+        extra: list[str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        name = hostname or f"worker{len(self.processes)}@%h"
+        args = [
+            sys.executable, "-m", "celery", "-A", "worker", "worker",
+            "-Q", self.child_env.get("STARTPROC_JOBS_QUEUE", "startproc.jobs"),
+            "--pool", pool, "--concurrency", str(concurrency),
+            "--hostname", name, "--without-gossip", "--without-mingle",
+            "--loglevel", "INFO", *(extra or []),
+        ]
+        return self._spawn(args, "worker")
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        schedule = Path(self.redis.dir if self.redis else ".") / "celerybeat-schedule"
+        args = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s", str(schedule)]
+        return self._spawn(args, "beat")
+
+    def stop_process(self, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+        """SIGTERM the whole group (warm shutdown), then SIGKILL if it lingers."""
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        if proc in self.processes:
+            self.processes.remove(proc)
+
+    def stop(self) -> None:
+        for proc in list(reversed(self.processes)):
+            self.stop_process(proc)
+        if self.redis is not None:
+            self.redis.close()
+            self.redis = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.stop()

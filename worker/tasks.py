@@ -1,0 +1,86 @@
+"""The Celery task: decode the delivery, call the service, turn RetryLater into a retry.
+
+Nothing is decided here; `worker.service.StartService` decides. The task adds
+only what needs Celery: the task id as job id, the retry count, and
+re-queueing with a countdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import celery.worker.consumer
+import redis
+import structlog
+from celery import Task, signals
+from kombu.exceptions import OperationalError
+
+from worker.celery_app import TASK_NAME, app
+from worker.errors import InvalidJob
+from worker.models import iso_ms, utcnow
+from worker.runtime import runtime
+from worker.service import Delivery, RetryLater
+
+log = structlog.get_logger("worker.tasks")
+INFRA_RETRY_SECONDS = 2.0
+
+
+@app.task(name=TASK_NAME, bind=True, max_retries=None, acks_late=True)
+def start_process(self: Task, *args: Any, job: Any = None, **unexpected: Any) -> str:
+    """Start one process instance; returns the result status (results go to the results queue)."""
+    first_seen = utcnow()
+    delivery = Delivery(job_id=str(self.request.id), retries=self.request.retries, first_seen=first_seen)
+    service = runtime().service
+    with structlog.contextvars.bound_contextvars(job_id=delivery.job_id, attempt=delivery.retries + 1):
+        if args or unexpected or job is None:
+            names = ", ".join([*(["positional arguments"] if args else []), *sorted(unexpected)]) or "nothing"
+            reason = InvalidJob(
+                f"job: the task takes one keyword argument 'job' (got {names})"
+            )
+            return service.reject(job, delivery, reason).result.status  # type: ignore[union-attr]
+        if isinstance(job, dict) and "enqueued_at" not in job:
+            job = {**job, "enqueued_at": iso_ms(first_seen)}
+        try:
+            outcome = service.handle(job, delivery)
+        except (redis.RedisError, OperationalError) as exc:
+            log.warning("job.infrastructure_unavailable", error=type(exc).__name__)
+            raise self.retry(countdown=INFRA_RETRY_SECONDS, max_retries=None, kwargs={"job": job})
+        except Exception as exc:
+            log.exception("job.internal_error")
+            if delivery.retries >= service.policy.task_max_retries:
+                reason = f"internal error after {delivery.retries + 1} attempts: {type(exc).__name__}"
+                return service.give_up(job, delivery, reason).result.status  # type: ignore[union-attr]
+            countdown = service.policy.countdown(delivery.retries)
+            raise self.retry(countdown=countdown, max_retries=None, kwargs={"job": job}) from None
+        if isinstance(outcome, RetryLater):
+            raise self.retry(countdown=outcome.countdown, max_retries=None, kwargs={"job": job})
+        return outcome.result.status
+
+
+def _reject_message(message: Any, why: str) -> None:
+    """A message that never reaches the task still gets its one failed result."""
+    headers = getattr(message, "headers", None) or {}
+    job_id = str(headers.get("id") or "undecodable")
+    delivery = Delivery(job_id=job_id, first_seen=utcnow())
+    try:
+        runtime().service.reject(None, delivery, InvalidJob(f"job: {why}"))
+    except Exception:
+        log.exception("job.reject_failed", job_id=job_id)
+
+
+@signals.task_rejected.connect
+def _rejected(message: Any = None, exc: Exception | None = None, **_: Any) -> None:
+    """Celery refused the message (unknown task, invalid task message)."""
+    _reject_message(message, f"message rejected by the worker ({type(exc).__name__})")
+
+
+class Consumer(celery.worker.consumer.Consumer):  # type: ignore[misc]
+    """Celery's consumer, plus a result for messages whose body is not JSON.
+
+    Celery acknowledges and logs such a message; without this the producer
+    would wait for a result forever.
+    """
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        super().on_decode_error(message, exc)
+        _reject_message(message, f"message body could not be decoded ({type(exc).__name__})")

@@ -1,0 +1,47 @@
+"""Turn pydantic errors into one-line messages a person can act on.
+
+Pydantic's own messages are precise but name locations as tuples and never
+suggest anything; users of a CLI or a results queue need
+``options.tgas: unknown field (did you mean 'tags'?)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` or an empty string when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def dotted(loc: Iterable[int | str]) -> str:
+    """``('variables', 'a', 0)`` -> ``variables.a[0]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(job)"
+
+
+def describe(exc: ValidationError, known_fields: Iterable[str] = (), prefix: str = "") -> list[str]:
+    """One message per pydantic error, unknown fields with a suggestion."""
+    known = list(known_fields)
+    messages = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        where = dotted((prefix, *loc) if prefix else loc)
+        if err["type"] == "extra_forbidden":
+            hint = did_you_mean(str(loc[-1]), known) if loc else ""
+            messages.append(f"{where}: unknown field{hint}")
+        elif err["type"] == "missing":
+            messages.append(f"{where}: required field is missing")
+        else:
+            messages.append(f"{where}: {err['msg']}")
+    return messages
