@@ -49,7 +49,9 @@ def drain(redis_url: str, name: str = "startproc.results") -> list[dict[str, Any
 C8_JOB = {"target": "camunda8", "process": "order-process", "variables": {"orderId": "A-1"}}
 
 
-def test_created_result_is_recorded_and_published_once(rt: Runtime, sandbox: SandboxServer, redis_url: str) -> None:
+def test_created_result_is_recorded_and_published_once(
+    rt: Runtime, sandbox: SandboxServer, redis_url: str
+) -> None:
     result = run(rt, {**C8_JOB, "business_key": "A-1"})
     assert result.status == "created"
     assert result.instance_id == sandbox.app("camunda8").instances[0]["id"]
@@ -63,7 +65,9 @@ def test_created_result_is_recorded_and_published_once(rt: Runtime, sandbox: San
     assert rt.results.pending() == []
 
 
-def test_redelivered_job_is_not_started_or_published_again(rt: Runtime, sandbox: SandboxServer, redis_url: str) -> None:
+def test_redelivered_job_is_not_started_or_published_again(
+    rt: Runtime, sandbox: SandboxServer, redis_url: str
+) -> None:
     first = run(rt, C8_JOB)
     again = run(rt, C8_JOB)
     assert again == first
@@ -71,7 +75,9 @@ def test_redelivered_job_is_not_started_or_published_again(rt: Runtime, sandbox:
     assert len(drain(redis_url)) == 1
 
 
-def test_same_key_twice_is_a_duplicate_with_the_first_instance(rt: Runtime, sandbox: SandboxServer) -> None:
+def test_same_key_twice_is_a_duplicate_with_the_first_instance(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
     job = {**C8_JOB, "idempotency_key": "orders:A-1"}
     first = run(rt, job, "job-1")
     second = run(rt, job, "job-2")
@@ -81,7 +87,9 @@ def test_same_key_twice_is_a_duplicate_with_the_first_instance(rt: Runtime, sand
     assert sandbox.app("camunda8").count() == 1
 
 
-def test_same_key_other_payload_is_a_conflict_without_a_call(rt: Runtime, sandbox: SandboxServer) -> None:
+def test_same_key_other_payload_is_a_conflict_without_a_call(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
     run(rt, {**C8_JOB, "idempotency_key": "k"}, "job-1")
     calls = sandbox.app("camunda8").stats()
     second = run(rt, {**C8_JOB, "idempotency_key": "k", "variables": {"orderId": "B"}}, "job-2")
@@ -105,7 +113,9 @@ def test_same_key_other_payload_is_a_conflict_without_a_call(rt: Runtime, sandbo
         ([1, 2], "object"),
     ],
 )
-def test_malformed_jobs_fail_invalid_naming_the_field(rt: Runtime, sandbox: SandboxServer, job: Any, field: str) -> None:
+def test_malformed_jobs_fail_invalid_naming_the_field(
+    rt: Runtime, sandbox: SandboxServer, job: Any, field: str
+) -> None:
     result = run(rt, job)
     assert result.status == "failed"
     assert result.error.kind == "invalid"
@@ -134,7 +144,9 @@ def test_backpressure_is_retried_in_call(rt: Runtime, sandbox: SandboxServer) ->
     assert sandbox.app("camunda8").count() == 1
 
 
-def test_long_outage_asks_for_a_celery_retry_then_exhausts(rt: Runtime, sandbox: SandboxServer) -> None:
+def test_long_outage_asks_for_a_celery_retry_then_exhausts(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
     sandbox.app("camunda8").faults.configure(error_rate=1.0, seed=1)
     outcome = run(rt, C8_JOB, retries=0)
     assert isinstance(outcome, RetryLater) and outcome.countdown > 0
@@ -144,7 +156,9 @@ def test_long_outage_asks_for_a_celery_retry_then_exhausts(rt: Runtime, sandbox:
     assert rt.dead_letters.get("job-1")["reason"] == "exhausted"
 
 
-def test_retry_after_longer_than_the_in_call_cap_goes_to_celery(rt: Runtime, sandbox: SandboxServer) -> None:
+def test_retry_after_longer_than_the_in_call_cap_goes_to_celery(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
     sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}])
     outcome = run(rt, C8_JOB)
     assert isinstance(outcome, RetryLater)
@@ -152,7 +166,9 @@ def test_retry_after_longer_than_the_in_call_cap_goes_to_celery(rt: Runtime, san
     assert run(rt, C8_JOB, retries=1).status == "created"
 
 
-def test_dropped_after_commit_reconciles_instead_of_resending(rt: Runtime, sandbox: SandboxServer) -> None:
+def test_dropped_after_commit_reconciles_instead_of_resending(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
     app = sandbox.app("camunda8")
     app.faults.script([{"drop": "after_commit"}])
     outcome = run(rt, C8_JOB)
@@ -164,7 +180,9 @@ def test_dropped_after_commit_reconciles_instead_of_resending(rt: Runtime, sandb
     assert app.count() == 1
 
 
-def test_dropped_before_commit_resends_after_an_empty_lookup(rt: Runtime, sandbox: SandboxServer) -> None:
+def test_dropped_before_commit_resends_after_an_empty_lookup(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
     app = sandbox.app("camunda8")
     app.faults.script([{"drop": "before_commit"}])
     rt.service.reconcile_window = 0.0
@@ -174,13 +192,22 @@ def test_dropped_before_commit_resends_after_an_empty_lookup(rt: Runtime, sandbo
     assert app.count() == 1
 
 
-def test_oauth2_token_is_cached_and_refreshed_once_on_401(redis_url: str, sandbox: SandboxServer) -> None:
+def test_oauth2_token_is_cached_and_refreshed_once_on_401(
+    redis_url: str, sandbox: SandboxServer
+) -> None:
     app = sandbox.app("camunda8")
     app.auth.configure(type="oauth2", client_id="w", client_secret="s3cret", token_ttl=300)
-    auth = {"type": "oauth2", "token_url": sandbox.base_url("camunda8") + "/oauth/token",
-            "client_id": "w", "client_secret": "s3cret"}
-    runtime = build_runtime(make_settings(redis_url), sandbox_targets(sandbox, camunda8={"auth": auth}),
-                            Connection(redis_url))
+    auth = {
+        "type": "oauth2",
+        "token_url": sandbox.base_url("camunda8") + "/oauth/token",
+        "client_id": "w",
+        "client_secret": "s3cret",
+    }
+    runtime = build_runtime(
+        make_settings(redis_url),
+        sandbox_targets(sandbox, camunda8={"auth": auth}),
+        Connection(redis_url),
+    )
     assert run(runtime, C8_JOB, "a").status == "created"
     assert run(runtime, {**C8_JOB, "variables": {"n": 2}}, "b").status == "created"
     app.auth.expire_tokens()
@@ -188,12 +215,23 @@ def test_oauth2_token_is_cached_and_refreshed_once_on_401(redis_url: str, sandbo
     assert app.stats()["token_requests"] == 2
 
 
-def test_results_never_contain_secrets(redis_url: str, sandbox: SandboxServer, redis_client: Any) -> None:
-    sandbox.app("camunda8").auth.configure(type="oauth2", client_id="w", client_secret="right", token_ttl=300)
-    auth = {"type": "oauth2", "token_url": sandbox.base_url("camunda8") + "/oauth/token",
-            "client_id": "w", "client_secret": "TOPSECRET-value"}
-    runtime = build_runtime(make_settings(redis_url), sandbox_targets(sandbox, camunda8={"auth": auth}),
-                            Connection(redis_url))
+def test_results_never_contain_secrets(
+    redis_url: str, sandbox: SandboxServer, redis_client: Any
+) -> None:
+    sandbox.app("camunda8").auth.configure(
+        type="oauth2", client_id="w", client_secret="right", token_ttl=300
+    )
+    auth = {
+        "type": "oauth2",
+        "token_url": sandbox.base_url("camunda8") + "/oauth/token",
+        "client_id": "w",
+        "client_secret": "TOPSECRET-value",
+    }
+    runtime = build_runtime(
+        make_settings(redis_url),
+        sandbox_targets(sandbox, camunda8={"auth": auth}),
+        Connection(redis_url),
+    )
     result = run(runtime, C8_JOB)
     assert result.status == "failed" and result.error.kind == "permanent"
     everything = json.dumps([redis_client.get(k) for k in redis_client.keys("startproc:result:*")])

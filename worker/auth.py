@@ -51,7 +51,8 @@ class Basic(Credentials):
         self._auth = HTTPBasicAuth(config.username, config.password.get_secret_value())
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return self._auth(request)
+        self._auth(request)
+        return request
 
 
 class Bearer(Credentials):
@@ -114,7 +115,10 @@ class OAuth2(Credentials):
         self.fetch_count += 1
         try:
             response = self._session.post(
-                url, data=self._form(), timeout=self._timeout, headers={"Accept": "application/json"}
+                url,
+                data=self._form(),
+                timeout=self._timeout,
+                headers={"Accept": "application/json"},
             )
         except requests.RequestException as exc:
             raise TransientError(f"token endpoint unreachable: {type(exc).__name__}") from None
@@ -129,8 +133,10 @@ class OAuth2(Credentials):
             message = f"token endpoint rejected the credentials: {code or response.status_code}"
             if described:
                 message += f" ({described})"
-            error_cls = AuthenticationError if code in _PERMANENT_OAUTH_ERRORS or not code else (
-                PermanentError
+            error_cls = (
+                AuthenticationError
+                if code in _PERMANENT_OAUTH_ERRORS or not code
+                else (PermanentError)
             )
             raise error_cls(
                 message, http_status=response.status_code, engine_error=_public_error(body)

@@ -1,4 +1,6 @@
-"""The Celery app and its reliability settings (the only module, with tasks.py, that imports Celery).
+"""The Celery app and its reliability settings.
+
+Only this module and tasks.py import Celery.
 
 Why each setting:
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from worker.config import settings
 from worker.errors import ConfigError

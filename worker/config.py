@@ -238,7 +238,9 @@ def expand_vars(value: Any, env: Mapping[str, str], where: str, problems: list[s
     return value
 
 
-def _target_problems(name: str, raw: Any, env: Mapping[str, str]) -> tuple[Target | None, list[str]]:
+def _target_problems(
+    name: str, raw: Any, env: Mapping[str, str]
+) -> tuple[Target | None, list[str]]:
     where = f"targets.{name}"
     if not isinstance(raw, dict):
         return None, [f"{where}: expected a table"]
@@ -253,9 +255,11 @@ def _target_problems(name: str, raw: Any, env: Mapping[str, str]) -> tuple[Targe
         return None, problems
     model = TARGET_MODELS[engine]
     auth = expanded.get("auth")
-    auth_fields = AUTH_MODELS.get(auth.get("type", "none"), NoAuth).model_fields if isinstance(
-        auth, dict
-    ) else {}
+    auth_fields = (
+        AUTH_MODELS.get(auth.get("type", "none"), NoAuth).model_fields
+        if isinstance(auth, dict)
+        else {}
+    )
     try:
         target = model.model_validate({**expanded, "name": name})
     except ValidationError as exc:
@@ -329,7 +333,9 @@ def settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        raise ConfigError("\n".join(describe(exc, Settings.model_fields, prefix="STARTPROC"))) from None
+        raise ConfigError(
+            "\n".join(describe(exc, Settings.model_fields, prefix="STARTPROC"))
+        ) from None
 
 
 @lru_cache(maxsize=4)

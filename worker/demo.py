@@ -90,33 +90,60 @@ def write_targets(sandbox: SandboxServer, path: Path) -> Path:
 def demo_jobs() -> list[tuple[str, dict[str, Any]]]:
     """(expected status, job): one start per engine, a duplicate and a bad job."""
     return [
-        ("created", {
-            "target": "orders", "process": "order-process",
-            "variables": {"orderId": "A-17", "amount": 12.5},
-            "business_key": "A-17", "idempotency_key": "demo:orders:A-17",
-        }),
-        ("created", {
-            "target": "invoices", "process": "invoice",
-            "variables": {"invoiceId": "INV-9", "amount": 120, "approved": False},
-            "business_key": "INV-9",
-        }),
-        ("created", {
-            "target": "onboarding", "process": "1",
-            "variables": {"employee": "Ada Lovelace"}, "options": {"event": "node_1"},
-        }),
-        ("created", {
-            "target": "approvals", "process": "5f500e12a00ee",
-            "variables": {"customer": "ACME"},
-            "options": {"subject": "Approve {customer}", "details": "started by the demo"},
-        }),
-        ("created", {
-            "target": "cases", "process": "27",
-            "variables": {"processVariable1": "hello", "amount": 100, "dueDate": "2026-12-01"},
-        }),
-        ("duplicate", {
-            "target": "orders", "process": "order-process",
-            "variables": {"orderId": "A-17", "amount": 12.5},
-            "business_key": "A-17", "idempotency_key": "demo:orders:A-17",
-        }),
+        (
+            "created",
+            {
+                "target": "orders",
+                "process": "order-process",
+                "variables": {"orderId": "A-17", "amount": 12.5},
+                "business_key": "A-17",
+                "idempotency_key": "demo:orders:A-17",
+            },
+        ),
+        (
+            "created",
+            {
+                "target": "invoices",
+                "process": "invoice",
+                "variables": {"invoiceId": "INV-9", "amount": 120, "approved": False},
+                "business_key": "INV-9",
+            },
+        ),
+        (
+            "created",
+            {
+                "target": "onboarding",
+                "process": "1",
+                "variables": {"employee": "Ada Lovelace"},
+                "options": {"event": "node_1"},
+            },
+        ),
+        (
+            "created",
+            {
+                "target": "approvals",
+                "process": "5f500e12a00ee",
+                "variables": {"customer": "ACME"},
+                "options": {"subject": "Approve {customer}", "details": "started by the demo"},
+            },
+        ),
+        (
+            "created",
+            {
+                "target": "cases",
+                "process": "27",
+                "variables": {"processVariable1": "hello", "amount": 100, "dueDate": "2026-12-01"},
+            },
+        ),
+        (
+            "duplicate",
+            {
+                "target": "orders",
+                "process": "order-process",
+                "variables": {"orderId": "A-17", "amount": 12.5},
+                "business_key": "A-17",
+                "idempotency_key": "demo:orders:A-17",
+            },
+        ),
         ("failed", {"target": "ordres", "process": "order-process"}),
     ]

@@ -29,13 +29,13 @@ class DeadLetters:
         pipe.execute()
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        ids = self.client.zrange(f"{keys.DLQ}:order", 0, limit - 1)
-        raws = self.client.hmget(keys.DLQ, ids) if ids else []  # type: ignore[arg-type]
-        return [json.loads(r) for r in raws if r]  # type: ignore[union-attr]
+        ids: list[str] = self.client.zrange(f"{keys.DLQ}:order", 0, limit - 1)  # type: ignore[assignment]
+        raws: list[str | None] = self.client.hmget(keys.DLQ, ids) if ids else []  # type: ignore[assignment]
+        return [json.loads(r) for r in raws if r]
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.client.hget(keys.DLQ, job_id)
-        return json.loads(raw) if raw else None  # type: ignore[arg-type]
+        return json.loads(str(raw)) if raw else None
 
     def remove(self, job_id: str) -> bool:
         pipe = self.client.pipeline(transaction=True)
@@ -45,7 +45,7 @@ class DeadLetters:
         return bool(removed)
 
     def size(self) -> int:
-        return int(self.client.hlen(keys.DLQ))  # type: ignore[arg-type]
+        return int(self.client.hlen(keys.DLQ))
 
     def purge(self) -> int:
         count = self.size()

@@ -10,7 +10,7 @@ class decides what happens next (retry, fail, reconcile)::
         ├── PermanentError   the engine refused; retrying won't help -> failed, kind "permanent"
         ├── ConflictError    same idempotency key, other payload    -> failed, kind "conflict"
         ├── TransientError   try again later (429, 503, refused)    -> retry; then kind "exhausted"
-        └── AmbiguousError   the instance may exist (sent, no answer) -> reconcile, never re-POST blindly
+        └── AmbiguousError   the instance may exist (sent, no answer) -> reconcile first
 
 Engine and transport errors are translated into this tree at one boundary
 (`worker.engines.base.classify_http` and `Engine.send`), with ``raise … from``

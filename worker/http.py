@@ -43,7 +43,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
     current: BaseException | None = exc
     while current is not None and current not in seen:
         seen.append(current)
-        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        nested = (
+            current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        )
         reason = getattr(current, "reason", None)
         current = reason if isinstance(reason, BaseException) else nested or current.__context__
     return seen

@@ -32,7 +32,8 @@ FinalState = Literal["SUCCEEDED", "FAILED", "AMBIGUOUS", "RELEASED"]
 
 _CLAIM = """
 local h = KEYS[1]
-local fp, job, now, lease, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local fp, job = ARGV[1], ARGV[2]
+local now, lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local state = redis.call('HGET', h, 'state')
 if not state then
   redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
@@ -43,7 +44,9 @@ end
 local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
                      'sent_fence', 'attempts')
 if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0} end
-if state == 'SUCCEEDED' then return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0)} end
+if state == 'SUCCEEDED' then
+  return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0)}
+end
 local lease_until = tonumber(f[4] or 0)
 if state == 'IN_FLIGHT' and lease_until > now then
   return {'busy', 0, f[2] or '', '', lease_until - now, 0}
@@ -53,7 +56,8 @@ local maybe_sent = 0
 if state == 'AMBIGUOUS' then maybe_sent = 1 end
 if state == 'IN_FLIGHT' and f[6] == f[5] then maybe_sent = 1 end
 local fence = redis.call('HINCRBY', h, 'fence', 1)
-redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease, 'updated_at', now)
+redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
+           'updated_at', now)
 redis.call('EXPIRE', h, ttl)
 return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0)}
 """

@@ -45,7 +45,9 @@ def utcnow() -> datetime:
 
 def iso_ms(value: datetime) -> str:
     """``2026-11-25T10:00:00.042Z``: the one timestamp format of results."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    )
 
 
 class Job(BaseModel):
@@ -99,7 +101,8 @@ class Job(BaseModel):
     def payload(self) -> dict[str, Any]:
         """What the job asks for, without who/when: the basis of its fingerprint."""
         return self.model_dump(
-            mode="json", exclude={"job_id", "enqueued_at", "batch_id", "schedule", "idempotency_key"}
+            mode="json",
+            exclude={"job_id", "enqueued_at", "batch_id", "schedule", "idempotency_key"},
         )
 
     @classmethod
@@ -110,8 +113,10 @@ class Job(BaseModel):
                 raise InvalidJob(f"job: larger than {MAX_JOB_BYTES} bytes")
             try:
                 raw = json.loads(raw)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise InvalidJob(f"job: not valid JSON ({exc.msg})") from None
+            except UnicodeDecodeError:
+                raise InvalidJob("job: not valid UTF-8") from None
         if not isinstance(raw, dict):
             raise InvalidJob(f"job: expected a JSON object, got {type(raw).__name__}")
         size = len(json.dumps(raw, default=str, separators=(",", ":")))
@@ -173,4 +178,3 @@ class Result(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json()
-

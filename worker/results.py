@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from kombu.pools import producers
 
 from worker import keys
@@ -101,7 +102,12 @@ class ResultStore:
         stored = self._record(
             keys=[keys.result_key(result.job_id), keys.OUTBOX, keys.RESULTS_LOG],
             args=[
-                result.to_json(), result.job_id, self.ttl, by_key, batch, result.status,
+                result.to_json(),
+                result.job_id,
+                self.ttl,
+                by_key,
+                batch,
+                result.status,
                 RESULTS_LOG_MAXLEN,
             ],
         )
@@ -125,11 +131,11 @@ class ResultStore:
 
     def pending(self) -> list[str]:
         """Job ids recorded but not yet published (for the sweeper and for checks)."""
-        return sorted(str(m) for m in self.client.smembers(keys.OUTBOX))  # type: ignore[union-attr]
+        return sorted(str(m) for m in self.client.smembers(keys.OUTBOX))
 
     def get(self, job_id: str) -> Result | None:
         raw = self.client.get(keys.result_key(job_id))
-        return Result.model_validate_json(raw) if raw else None  # type: ignore[arg-type]
+        return Result.model_validate_json(raw) if raw else None
 
     def get_by_key(self, key: str, target: str | None = None) -> Result | None:
         if target:
@@ -152,17 +158,19 @@ class ResultStore:
             self.client.blpop([keys.result_waiters(job_id)], timeout=min(remaining, 2.0))
 
     def recent(self, count: int = 20) -> list[Result]:
-        entries = self.client.xrevrange(keys.RESULTS_LOG, count=count)
-        return [Result.model_validate_json(f["result"]) for _id, f in reversed(entries)]  # type: ignore[union-attr]
+        entries: list[Any] = self.client.xrevrange(keys.RESULTS_LOG, count=count)  # type: ignore[assignment]
+        return [Result.model_validate_json(f["result"]) for _id, f in reversed(entries)]
 
     def follow(self, last_id: str = "$", block_ms: int = 1000) -> Iterator[Result | None]:
         """Yield results as they are recorded; None on each idle ``block_ms`` tick."""
         while True:
-            batch = self.client.xread({keys.RESULTS_LOG: last_id}, block=block_ms, count=100)
+            batch: list[Any] = self.client.xread(  # type: ignore[assignment]
+                {keys.RESULTS_LOG: last_id}, block=block_ms, count=100
+            )
             if not batch:
                 yield None
                 continue
-            for _stream, entries in batch:  # type: ignore[union-attr]
+            for _stream, entries in batch:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     yield Result.model_validate_json(fields["result"])

@@ -57,7 +57,9 @@ class RetryPolicy:
             ) from error
         return max(jitter, retry_after)
 
-    def call(self, fn: Callable[[], T], on_retry: Callable[[TransientError], None] | None = None) -> T:
+    def call(
+        self, fn: Callable[[], T], on_retry: Callable[[TransientError], None] | None = None
+    ) -> T:
         """Run ``fn`` with in-call retries; re-raises the last `TransientError`."""
 
         def before_sleep(state: RetryCallState) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kombu import Connection
+from kombu.connection import Connection
 
 from worker.config import Settings, Targets, load_targets, settings
 from worker.connections import shared_redis
@@ -46,9 +46,7 @@ def result_store(cfg: Settings, connection: Connection | None = None) -> ResultS
     return ResultStore(client, KombuPublisher(conn, cfg.results_queue), cfg.retention_days)
 
 
-def build_runtime(
-    cfg: Settings, targets: Targets, connection: Connection | None = None
-) -> Runtime:
+def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None = None) -> Runtime:
     client = shared_redis(cfg.require_redis())
     results = result_store(cfg, connection)
     dead_letters = DeadLetters(client)

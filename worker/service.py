@@ -28,7 +28,7 @@ import structlog
 from worker.config import Targets
 from worker.dlq import DeadLetters
 from worker.engines import EngineCache
-from worker.engines.base import Engine, StartRequest, Started
+from worker.engines.base import Engine, Started, StartRequest
 from worker.errors import (
     AmbiguousError,
     ConflictError,
@@ -37,7 +37,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.keys import fingerprint, idempotency_key
-from worker.ledger import Claim, Ledger
+from worker.ledger import Claim, FinalState, Ledger
 from worker.models import ErrorInfo, Job, Result, Status, utcnow
 from worker.results import ResultStore
 from worker.retry import RetryPolicy
@@ -263,10 +263,8 @@ class _Run:
         self.log.info("job.retry_later", countdown=round(countdown, 3), error=exc.message)
         return RetryLater(countdown, exc.message)
 
-    def _ledger(self, state: str, instance_id: str = "") -> bool:
-        return self.service.ledger.finish(
-            self.job.target, self.key, self.fence, state, instance_id  # type: ignore[arg-type]
-        )
+    def _ledger(self, state: FinalState, instance_id: str = "") -> bool:
+        return self.service.ledger.finish(self.job.target, self.key, self.fence, state, instance_id)
 
     def _created(self, instance_id: str) -> Outcome:
         if not self._ledger("SUCCEEDED", instance_id):
@@ -293,7 +291,9 @@ class _Run:
             job_id=self.job_id,
             idempotency_key=self.key,
             target=job.target,
-            engine=self.engine.name if self.engine else _engine_of(self.service.targets, job.target),
+            engine=self.engine.name
+            if self.engine
+            else _engine_of(self.service.targets, job.target),
             process=job.process_id,
             business_key=job.business_key,
             status=status,

@@ -79,11 +79,25 @@ class LocalStack:
     ) -> subprocess.Popen[bytes]:
         name = hostname or f"worker{len(self.processes)}@%h"
         args = [
-            sys.executable, "-m", "celery", "-A", "worker", "worker",
-            "-Q", self.child_env.get("STARTPROC_JOBS_QUEUE", "startproc.jobs"),
-            "--pool", pool, "--concurrency", str(concurrency),
-            "--hostname", name, "--without-gossip", "--without-mingle",
-            "--loglevel", "INFO", *(extra or []),
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-Q",
+            self.child_env.get("STARTPROC_JOBS_QUEUE", "startproc.jobs"),
+            "--pool",
+            pool,
+            "--concurrency",
+            str(concurrency),
+            "--hostname",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            *(extra or []),
         ]
         return self._spawn(args, "worker")
 

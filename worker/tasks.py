@@ -29,14 +29,19 @@ INFRA_RETRY_SECONDS = 2.0
 def start_process(self: Task, *args: Any, job: Any = None, **unexpected: Any) -> str:
     """Start one process instance; returns the result status (results go to the results queue)."""
     first_seen = utcnow()
-    delivery = Delivery(job_id=str(self.request.id), retries=self.request.retries, first_seen=first_seen)
+    delivery = Delivery(
+        job_id=str(self.request.id), retries=self.request.retries, first_seen=first_seen
+    )
     service = runtime().service
-    with structlog.contextvars.bound_contextvars(job_id=delivery.job_id, attempt=delivery.retries + 1):
+    with structlog.contextvars.bound_contextvars(
+        job_id=delivery.job_id, attempt=delivery.retries + 1
+    ):
         if args or unexpected or job is None:
-            names = ", ".join([*(["positional arguments"] if args else []), *sorted(unexpected)]) or "nothing"
-            reason = InvalidJob(
-                f"job: the task takes one keyword argument 'job' (got {names})"
+            names = (
+                ", ".join([*(["positional arguments"] if args else []), *sorted(unexpected)])
+                or "nothing"
             )
+            reason = InvalidJob(f"job: the task takes one keyword argument 'job' (got {names})")
             return service.reject(job, delivery, reason).result.status  # type: ignore[union-attr]
         if isinstance(job, dict) and "enqueued_at" not in job:
             job = {**job, "enqueued_at": iso_ms(first_seen)}
@@ -44,12 +49,14 @@ def start_process(self: Task, *args: Any, job: Any = None, **unexpected: Any) ->
             outcome = service.handle(job, delivery)
         except (redis.RedisError, OperationalError) as exc:
             log.warning("job.infrastructure_unavailable", error=type(exc).__name__)
-            raise self.retry(countdown=INFRA_RETRY_SECONDS, max_retries=None, kwargs={"job": job})
+            raise self.retry(
+                countdown=INFRA_RETRY_SECONDS, max_retries=None, kwargs={"job": job}
+            ) from None
         except Exception as exc:
             log.exception("job.internal_error")
             if delivery.retries >= service.policy.task_max_retries:
-                reason = f"internal error after {delivery.retries + 1} attempts: {type(exc).__name__}"
-                return service.give_up(job, delivery, reason).result.status  # type: ignore[union-attr]
+                why = f"internal error after {delivery.retries + 1} attempts: {type(exc).__name__}"
+                return service.give_up(job, delivery, why).result.status  # type: ignore[union-attr]
             countdown = service.policy.countdown(delivery.retries)
             raise self.retry(countdown=countdown, max_retries=None, kwargs={"job": job}) from None
         if isinstance(outcome, RetryLater):
@@ -74,7 +81,7 @@ def _rejected(message: Any = None, exc: Exception | None = None, **_: Any) -> No
     _reject_message(message, f"message rejected by the worker ({type(exc).__name__})")
 
 
-class Consumer(celery.worker.consumer.Consumer):  # type: ignore[misc]
+class Consumer(celery.worker.consumer.Consumer):
     """Celery's consumer, plus a result for messages whose body is not JSON.
 
     Celery acknowledges and logs such a message; without this the producer

@@ -27,11 +27,22 @@ def test_one_job_per_engine_is_created(live: Pipeline) -> None:
 
 def test_every_job_gets_exactly_one_result_on_the_queue(live: Pipeline) -> None:
     jobs = [
-        {"target": "orders", "process": "order-process", "variables": {"n": i},
-         "idempotency_key": f"bulk-{i % 10}"}
+        {
+            "target": "orders",
+            "process": "order-process",
+            "variables": {"n": i},
+            "idempotency_key": f"bulk-{i % 10}",
+        }
         for i in range(10)
-    ] + [{"target": "orders", "process": "order-process", "variables": {"n": i},
-          "idempotency_key": f"bulk-{i}"} for i in range(10)]
+    ] + [
+        {
+            "target": "orders",
+            "process": "order-process",
+            "variables": {"n": i},
+            "idempotency_key": f"bulk-{i}",
+        }
+        for i in range(10)
+    ]
     ids = worker.enqueue_many(jobs)
     results = live.wait_all(ids)
     statuses = sorted(r.status for r in results)
@@ -59,12 +70,16 @@ def test_send_task_by_name_from_a_foreign_app(live: Pipeline) -> None:
 def test_garbage_messages_get_an_invalid_result_and_the_worker_survives(live: Pipeline) -> None:
     other = Celery("someone-else", broker=live.env["STARTPROC_BROKER_URL"])
     bad = [
-        other.send_task("startproc.start_process", kwargs={"job": "{not json"}, queue="startproc.jobs"),
+        other.send_task(
+            "startproc.start_process", kwargs={"job": "{not json"}, queue="startproc.jobs"
+        ),
         other.send_task("startproc.start_process", kwargs={"jobs": {}}, queue="startproc.jobs"),
         other.send_task("startproc.start_process", args=[1, 2], queue="startproc.jobs"),
         other.send_task(
             "startproc.start_process",
-            kwargs={"job": {"target": "orders", "process": "p", "variables": {"x": "y" * 1_100_000}}},
+            kwargs={
+                "job": {"target": "orders", "process": "p", "variables": {"x": "y" * 1_100_000}}
+            },
             queue="startproc.jobs",
         ),
     ]
@@ -90,7 +105,10 @@ def test_undecodable_body_still_gets_a_result(live: Pipeline) -> None:
     result = live.wait("garbage-1")
     assert result.status == "failed" and result.error is not None
     assert result.error.kind == "invalid"
-    assert live.wait(worker.enqueue({"target": "orders", "process": "order-process"})).status == "created"
+    assert (
+        live.wait(worker.enqueue({"target": "orders", "process": "order-process"})).status
+        == "created"
+    )
 
 
 def test_results_are_json_a_non_python_consumer_can_read(live: Pipeline) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from kombu.exceptions import OperationalError
 
 from worker.cli.common import (
     EXIT_FAILED,
@@ -17,12 +18,10 @@ from worker.cli.common import (
     current_settings,
     emit_json,
     fail,
-    result_exit_code,
     redact,
+    result_exit_code,
     results_table,
 )
-from kombu.exceptions import OperationalError
-
 from worker.errors import InvalidJob
 
 
@@ -98,7 +97,9 @@ def enqueue(
 
 def _print_result(job_id: str, result: Any, as_json: bool) -> None:
     if as_json:
-        emit_json(result.model_dump(mode="json") if result else {"job_id": job_id, "status": "pending"})
+        emit_json(
+            result.model_dump(mode="json") if result else {"job_id": job_id, "status": "pending"}
+        )
     elif result is None:
         console.print(f"{job_id}: no result yet (pending)")
     else:
@@ -140,13 +141,13 @@ def results(
     if not follow:
         raise typer.Exit(EXIT_OK)
     try:
-        for r in store.follow():
-            if r is None:
+        for new in store.follow():
+            if new is None:
                 continue
             if as_json:
-                emit_json(r.model_dump(mode="json"))
+                emit_json(new.model_dump(mode="json"))
             else:
-                console.print(results_table([r]))
+                console.print(results_table([new]))
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_OK) from None
 

@@ -67,9 +67,10 @@ def demo(
     cfg = current_settings()
     _stop_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="startproc-demo-"))
-    with SandboxServer(engines="all", port=0) as sandbox, LocalStack(
-        broker_url=cfg.broker_url, log_dir=workdir
-    ) as stack:
+    with (
+        SandboxServer(engines="all", port=0) as sandbox,
+        LocalStack(broker_url=cfg.broker_url, log_dir=workdir) as stack,
+    ):
         scenario.configure_sandbox(sandbox)
         targets = scenario.write_targets(sandbox, workdir / "targets.toml")
         env = {"STARTPROC_TARGETS": str(targets), scenario.SECRET_VAR: scenario.DEMO_SECRET}
@@ -79,7 +80,9 @@ def demo(
 
         settings.cache_clear()
         if not as_json:
-            console.print(f"sandboxes on {sandbox.url}, broker {stack.broker_url}, logs in {workdir}")
+            console.print(
+                f"sandboxes on {sandbox.url}, broker {stack.broker_url}, logs in {workdir}"
+            )
         stack.start_worker(concurrency=8)
         results, ok = [], True
         deadline = time.monotonic() + timeout

@@ -19,10 +19,13 @@ from worker.cli.common import (
     fail,
 )
 from worker.config import Targets
+from worker.dlq import DeadLetters
 from worker.errors import ConfigError
 
 targets_app = typer.Typer(help="Inspect the configured targets.", no_args_is_help=True)
-dlq_app = typer.Typer(help="Jobs that need a person: list, show, replay, purge.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Jobs that need a person: list, show, replay, purge.", no_args_is_help=True
+)
 
 
 def _targets(path: Path | None) -> Targets:
@@ -34,7 +37,9 @@ def _targets(path: Path | None) -> Targets:
 
 @targets_app.command("list")
 def targets_list(
-    path: Path | None = typer.Option(None, "--file", help="Targets file (default STARTPROC_TARGETS)."),
+    path: Path | None = typer.Option(
+        None, "--file", help="Targets file (default STARTPROC_TARGETS)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """List targets (secrets are never shown)."""
@@ -101,9 +106,8 @@ def targets_check(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _dead_letters():  # type: ignore[no-untyped-def]
+def _dead_letters() -> DeadLetters:
     from worker.connections import shared_redis
-    from worker.dlq import DeadLetters
 
     try:
         return DeadLetters(shared_redis(current_settings().require_redis()))
@@ -123,7 +127,12 @@ def dlq_list(limit: int = typer.Option(100, "--limit"), as_json: bool = JsonOpti
         table.add_column(column, overflow="fold")
     for e in entries:
         job = e.get("job") or {}
-        table.add_row(e["job_id"], str(job.get("target", "")), e["reason"], str((e.get("error") or {}).get("message", "")))
+        table.add_row(
+            e["job_id"],
+            str(job.get("target", "")),
+            e["reason"],
+            str((e.get("error") or {}).get("message", "")),
+        )
     console.print(table)
 
 
@@ -173,7 +182,9 @@ def dlq_purge(
 
 
 def sandbox(
-    engine: str = typer.Argument(..., help="camunda8 | camunda7 | processmaker4 | blueworks | tas | all"),
+    engine: str = typer.Argument(
+        ..., help="camunda8 | camunda7 | processmaker4 | blueworks | tas | all"
+    ),
     port: int = typer.Option(8088, "--port", help="Port (0 = any free port)."),
     host: str = typer.Option("127.0.0.1", "--host"),
     as_json: bool = JsonOption,

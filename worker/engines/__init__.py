@@ -59,8 +59,7 @@ class EngineCache:
             if target_name not in self._engines:
                 if target_name not in self.targets:
                     raise InvalidJob(
-                        f"target: unknown target {target_name!r}"
-                        f"{self.targets.suggest(target_name)}"
+                        f"target: unknown target {target_name!r}{self.targets.suggest(target_name)}"
                     )
                 self._engines[target_name] = build_engine(self.targets[target_name])
             return self._engines[target_name]

@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
-import requests
-
 from worker.engines.base import KEY_VARIABLE, Engine, StartRequest, response_body
 from worker.errors import InvalidJob
 from worker.models import Job
@@ -75,15 +73,11 @@ def parse_iso_datetime(value: Any, where: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def checked_body(engine: Engine, response: requests.Response) -> Any:
-    """The decoded body of a look-up answer, or its classified error raised."""
+def fetch_json(engine: Engine, request: StartRequest) -> Any:
+    """One look-up call: the decoded body, or the engine's classified error raised."""
+    response = engine.send(request)
     body = response_body(response)
     error = engine.classify(response, body)
     if error is not None:
         raise error
     return body
-
-
-def fetch_json(engine: Engine, request: StartRequest) -> Any:
-    """One look-up call: send, then `checked_body`."""
-    return checked_body(engine, engine.send(request))

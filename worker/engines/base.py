@@ -95,7 +95,9 @@ def classify_http(
         return AuthenticationError(detail, http_status=status, engine_error=body)
     if status in _TRANSIENT:
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        return TransientError(detail, http_status=status, engine_error=body, retry_after=retry_after)
+        return TransientError(
+            detail, http_status=status, engine_error=body, retry_after=retry_after
+        )
     if status in _NOT_IMPLEMENTED:
         return PermanentError(detail, http_status=status, engine_error=body)
     if status in _AMBIGUOUS or status >= 500:
@@ -121,7 +123,7 @@ class Engine(ABC):
 
     @abstractmethod
     def build_request(self, job: Job, key: str) -> StartRequest:
-        """The start request for ``job``; raise `InvalidJob` for anything the engine would reject."""
+        """The start request for ``job``; `InvalidJob` for anything the engine would reject."""
 
     def classify(self, response: requests.Response, body: Any) -> JobError | None:
         """Success (None) or the error for this response. Override for engine quirks."""

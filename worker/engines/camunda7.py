@@ -8,7 +8,10 @@ Variables are typed (``{value, type, valueInfo}``) from their JSON value;
 ``options.variable_types`` overrides the type per name (ENGINE-NOTES: Json
 and Object need a *serialized* string, Date is ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``,
 Integer is 32-bit). ISO date strings stay Strings unless overridden: guessing
-would turn an order number like ``2026-01-02`` into a Date.
+would turn an order number like ``2026-01-02`` into a Date; a Date override
+takes any ISO 8601 date or date-time (naive ones as UTC). ``Object`` needs
+``{"type": "Object", "object_type_name": "<Java class>"}``. The overrides
+apply by name to start-instruction variables too (sent as process-scope).
 
 Idempotency key carrying (C7 has no request id and no tags):
 
@@ -17,8 +20,8 @@ Idempotency key carrying (C7 has no request id and no tags):
   one query;
 * job with ``business_key``: that stays the businessKey (it is the user's) and
   the key travels as the String variable ``_startproc_key``; `lookup` queries
-  by businessKey and confirms each candidate by that variable, because
-  businessKey is not unique in the engine.
+  by businessKey and confirms the candidates with one variable-instance query
+  (runtime, then history), because businessKey is not unique in the engine.
 
 Every error response means C7 rolled the transaction back, so only transport
 failures are ambiguous: a 500 is permanent, except optimistic locking (code 1)
@@ -30,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import requests
@@ -117,7 +119,7 @@ def carried_business_key(key: str) -> str:
 
 def c7_date(value: Any, where: str) -> str:
     """``2026-01-02T03:04:05.000+0000``: Java's ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``."""
-    moment: datetime = parse_iso_datetime(value, where)
+    moment = parse_iso_datetime(value, where)
     millis = f"{moment.microsecond // 1000:03d}"
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + millis + moment.strftime("%z")
 

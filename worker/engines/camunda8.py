@@ -40,9 +40,9 @@ def key_tag(key: str) -> str:
 
 
 class Camunda8Options(Options):
-    process_definition_key: Annotated[StrictStr, Field(pattern=r"^-?[0-9]+$")] | StrictInt | None = (
-        None
-    )
+    process_definition_key: (
+        Annotated[StrictStr, Field(pattern=r"^-?[0-9]+$")] | StrictInt | None
+    ) = None
     tags: list[Annotated[StrictStr, Field(pattern=TAG.pattern)]] = Field(
         default_factory=list, max_length=MAX_TAGS - 1
     )
@@ -62,8 +62,8 @@ class Camunda8Options(Options):
     def element_ids(self) -> list[dict[str, str]]:
         out = []
         for item in self.start_instructions:
-            element = item if isinstance(item, str) else item.get("elementId") or item.get(
-                "element_id"
+            element = (
+                item if isinstance(item, str) else item.get("elementId") or item.get("element_id")
             )
             if not element:
                 raise InvalidJob("options.start_instructions: each item needs an elementId")
@@ -75,7 +75,6 @@ class Camunda8(Engine):
     name = "camunda8"
     options_model = Camunda8Options
     supports_lookup = True
-
 
     @property
     def version(self) -> str:
@@ -130,7 +129,9 @@ class Camunda8(Engine):
         if self.uses_tags:
             body["tags"] = [*opts.tags, key_tag(key)]
         elif opts.tags:
-            raise InvalidJob(f"options.tags: needs api_version 8.8 or later (target has {self.version})")
+            raise InvalidJob(
+                f"options.tags: needs api_version 8.8 or later (target has {self.version})"
+            )
 
     def _business_id(self, body: dict[str, Any], job: Job, opts: Camunda8Options) -> None:
         if self.version == "8.9":
@@ -138,7 +139,9 @@ class Camunda8(Engine):
             if business_id:
                 body["businessId"] = business_id
         elif opts.business_id:
-            raise InvalidJob(f"options.business_id: needs api_version 8.9 (target has {self.version})")
+            raise InvalidJob(
+                f"options.business_id: needs api_version 8.9 (target has {self.version})"
+            )
 
     def classify(self, response: requests.Response, body: Any) -> JobError | None:
         error = super().classify(response, body)

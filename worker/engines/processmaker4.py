@@ -7,7 +7,12 @@ feeds the idempotency key; it is not sent.
 
 PM4 is a Laravel app: without ``Accept: application/json`` an unauthenticated
 call is redirected to the login page instead of answering 401, so every call
-sends it. Errors keep Laravel's ``{message, errors}`` body.
+sends it. Errors keep Laravel's ``{message, errors}`` body; 422 is an invalid
+job with the field errors in its message.
+
+A 500 is ambiguous unless the body shows the one cause known to create
+nothing, a node that is not a start event (see `ProcessMaker4.classify`).
+Without ``options.event`` PM4 answers 404, as it does for an unknown event.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from worker.engines._shared import (
     reserve_key_variable,
 )
 from worker.engines.base import KEY_VARIABLE, Engine, Options, StartRequest
-from worker.errors import InvalidJob, JobError, PermanentError
+from worker.errors import AmbiguousError, InvalidJob, JobError, PermanentError
 from worker.models import Job
 
 # PHP's TypeError when the node handed to WorkflowManager::triggerStartEvent is not a
@@ -44,7 +49,7 @@ def pmql_string(value: str) -> str:
 
 
 def laravel_errors(body: Any) -> str:
-    """``field: first error; …`` from a Laravel validation body."""
+    """``field: its errors; …`` from a Laravel validation body."""
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, dict):
         return ""
@@ -85,14 +90,21 @@ class ProcessMaker4(Engine):
                 engine_error=body,
             )
         if status == 500 and _not_a_start_event(body):
-            # PM4 resolves the node and calls WorkflowManager::triggerStartEvent, whose
+            # The controller hands the node to WorkflowManager::triggerStartEvent, whose
             # StartEventInterface parameter type rejects any other node *before* the request
-            # row is created: nothing exists, and the same event id will fail every time.
-            # A 500 without this evidence stays ambiguous: some workflow managers create the
-            # request first and fail afterwards (lookup reconciles those).
+            # row is created: nothing exists, and the same event id fails every time.
             return PermanentError(
-                f"{error.message.removesuffix(' (the instance may exist)')} "
-                "(options.event is not a start event)",
+                f"{self.name} answered 500: options.event is not a start event",
+                http_status=500,
+                engine_error=body,
+            )
+        if status == 500:
+            # Without that evidence a 500 stays ambiguous: WorkflowManagerRabbitMq creates the
+            # request row first and dispatches afterwards, so a failure there leaves a request
+            # behind. PMQL lookup reconciles it cheaply. Production bodies say only "Server
+            # Error", so a misconfigured event ends as exhausted retries, hence the hint.
+            return AmbiguousError(
+                f"{error.message}; if it repeats, check that options.event is a start event",
                 http_status=500,
                 engine_error=body,
             )

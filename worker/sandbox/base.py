@@ -13,6 +13,10 @@ deployments; this base class does the rest the same way for all five engines:
     GET  /_sandbox/stats          POST /_sandbox/reset
     POST /_sandbox/expire-tokens  POST /_sandbox/deploy   (deploy kwargs)
     POST /_sandbox/auth           POST /_sandbox/configure (engine options, e.g. C8 api_version)
+
+The building blocks live in small modules and are re-exported here:
+``store`` (instances, counters, registries), ``faults``, ``auth``, ``web``
+(JSON, ``Reject``, dropping a connection).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from worker.sandbox.web import (
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["EngineApp", "FaultKnobs", "InstanceStore", "Reject", "Route", "SandboxAuth"]
+__all__ = ["EngineApp", "FaultKnobs", "InstanceStore", "Reject", "Route", "SandboxAuth",
+           "next_version"]
 
 Handler = Callable[[Request, dict[str, Any]], Response]
 RouteKind = Literal["start", "api", "token", "control"]
@@ -68,6 +73,7 @@ class EngineApp:
     issues_tokens: ClassVar[bool] = False  # serves POST {root}/oauth/token
 
     def __init__(self) -> None:
+        """Subclasses set up their registries first: ``deploy_defaults`` runs in here."""
         self.store = InstanceStore()
         self.faults = FaultKnobs()
         self.auth = SandboxAuth()

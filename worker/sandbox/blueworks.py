@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from worker.sandbox.base import EngineApp, Route
+from worker.sandbox.store import Registry
 from worker.sandbox.web import JsonDict, Reject, json_response, utc_now
 
 API_VERSION = "20110917"
@@ -63,9 +63,8 @@ class BlueworksApp(EngineApp):
     issues_tokens = True
 
     def __init__(self) -> None:
-        self._apps: dict[str, App] = {}
-        self._users: dict[str, User] = {}
-        self._lock = threading.Lock()
+        self._apps: Registry[str, App] = Registry()
+        self._users: Registry[str, User] = Registry()
         super().__init__()
 
     def deploy(self, app_id: str = "", name: str = "", tasks: Any = None,
@@ -74,15 +73,12 @@ class BlueworksApp(EngineApp):
         if not app_id:
             raise ValueError("deploy needs an app_id")
         app = App(app_id, name or app_id, dict(tasks or {}), tuple(attachments))
-        with self._lock:
-            self._apps[app_id] = app
-        return app.view()
+        return self._apps.put(app_id, app).view()
 
     def add_user(self, user_id: str, username: str, name: str,
                  avatar_id: str | None = None) -> None:
         """Make a user known (for ``X-On-Behalf-Of`` and ``assignedTo``)."""
-        with self._lock:
-            self._users[user_id] = User(user_id, username, name, avatar_id)
+        self._users.put(user_id, User(user_id, username, name, avatar_id))
 
     def deploy_defaults(self) -> None:
         self.add_user("7f0002", "user_name@domain.com", "admin", "5f500e1260203")
@@ -98,9 +94,8 @@ class BlueworksApp(EngineApp):
 
     def _user(self, reference: str) -> User | None:
         """A user by id or by username (X-On-Behalf-Of names a username)."""
-        with self._lock:
-            return self._users.get(reference) or next(
-                (u for u in self._users.values() if u.username == reference), None)
+        return self._users.get(reference) or next(
+            (u for u in self._users.values() if u.username == reference), None)
 
     def _launch(self, request: Request, args: dict[str, Any]) -> Response:
         starter = self._starter(request)

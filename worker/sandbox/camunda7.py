@@ -15,7 +15,6 @@ typed DTO fields are 400 ``InvalidRequestException``.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from werkzeug.wrappers import Request, Response
 from worker.sandbox.base import EngineApp, Route, next_version
 from worker.sandbox.camunda7_variables import VariableError, convert_variables, plain_value
 from worker.sandbox.faults import Fault
+from worker.sandbox.store import Registry
 from worker.sandbox.web import JsonDict, Reject, java_date, json_response, read_json, utc_now
 
 _START_FIELDS = {"businessKey": str, "caseInstanceId": str, "variables": dict,
@@ -62,8 +62,7 @@ class Camunda7App(EngineApp):
     base_path = "/engine-rest"
 
     def __init__(self) -> None:
-        self._definitions: dict[str, Definition] = {}
-        self._deploy_lock = threading.Lock()
+        self._definitions: Registry[str, Definition] = Registry()
         super().__init__()
 
     def deploy(self, key: str = "", tenant_id: str | None = None, name: str | None = None,
@@ -71,13 +70,14 @@ class Camunda7App(EngineApp):
         """Deploy ``key`` (next version for that tenant unless given); returns the definition."""
         if not key:
             raise ValueError("deploy needs a key")
-        with self._deploy_lock:
-            version = next_version((d.version for d in self._definitions.values()
-                                    if d.key == key and d.tenant_id == tenant_id), version, key)
-            definition = Definition(f"{key}:{version}:{uuid.uuid4()}", key, version, tenant_id,
-                                    name or key)
-            self._definitions[definition.id] = definition
-        return definition.view()
+
+        def make(deployed: list[Definition]) -> tuple[str, Definition]:
+            number = next_version((d.version for d in deployed
+                                   if d.key == key and d.tenant_id == tenant_id), version, key)
+            definition_id = f"{key}:{number}:{uuid.uuid4()}"
+            return definition_id, Definition(definition_id, key, number, tenant_id, name or key)
+
+        return self._definitions.insert(make).view()
 
     def deploy_defaults(self) -> None:
         self.deploy("invoice", name="Invoice Receipt")

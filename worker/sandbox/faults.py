@@ -9,8 +9,10 @@ Two sources, scripted first:
   ``title`` (C8 problem title), ``message`` and ``body`` (a verbatim JSON body).
 * ``configure(...)`` — standing knobs: ``latency_ms`` before every start,
   ``error_rate`` (the engine's transient error, or ``error_status``),
-  ``drop_after_commit_rate`` and ``search_lag_ms``, drawn from a seeded RNG so
-  a run is reproducible.
+  ``drop_after_commit_rate`` (drawn from a seeded RNG, so a run is
+  reproducible) and ``search_lag_ms`` (C8 search shows an instance only once
+  it is that old, judged at search time: setting the lag back to 0 makes
+  everything visible at once, with no waiting in tests).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from worker.sandbox.base import EngineApp, Route
 from worker.sandbox.faults import Fault
+from worker.sandbox.store import Registry
 from worker.sandbox.web import (
     BodyError,
     JsonDict,
@@ -70,8 +70,7 @@ class ProcessMaker4App(EngineApp):
     issues_tokens = True
 
     def __init__(self) -> None:
-        self._processes: dict[int, Process] = {}
-        self._lock = threading.Lock()
+        self._processes: Registry[int, Process] = Registry()
         super().__init__()
 
     def deploy(self, process_id: int = 0, name: str = "", start_events: Any = ("node_1",),
@@ -81,9 +80,7 @@ class ProcessMaker4App(EngineApp):
             raise ValueError("process_id must be a positive integer")
         process = Process(process_id, name or f"Process {process_id}", tuple(start_events),
                           tuple(other_nodes), bool(startable))
-        with self._lock:
-            self._processes[process_id] = process
-        return process.view()
+        return self._processes.put(process_id, process).view()
 
     def deploy_defaults(self) -> None:
         self.deploy(1, "Onboarding", ["node_1"], ["node_5"])

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 ENGINE_NAMES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
 EngineName = Literal["camunda8", "camunda7", "processmaker4", "blueworks", "tas"]
-_API_SUFFIX = {"camunda7": "/engine-rest", "processmaker4": "/api/1.0"}
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -128,7 +127,7 @@ class SandboxServer:
 
     def base_url(self, engine: str) -> str:
         """The ``base_url`` a worker target for ``engine`` must use."""
-        return self.root_url(engine) + _API_SUFFIX.get(engine, "")
+        return self.root_url(engine) + self._require(engine).base_path
 
     def token_url(self, engine: str) -> str:
         """The OAuth2 token endpoint (camunda8, processmaker4, blueworks)."""

@@ -14,11 +14,13 @@ import copy
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from worker.sandbox.web import JsonDict, iso_millis, utc_now
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 _CREATED = "_created"  # monotonic creation time; private, for search lag
 
 
@@ -128,3 +130,31 @@ class RequestCounters:
         with self._lock:
             self._routes.clear()
             self._kinds.clear()
+
+
+class Registry(Generic[K, V]):
+    """Deployed definitions (or users) by key, safe to read while tests deploy."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[K, V] = {}
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+        return value
+
+    def insert(self, make: Callable[[list[V]], tuple[K, V]]) -> V:
+        """Build an entry from the current values and store it, atomically (versioning)."""
+        with self._lock:
+            key, value = make(list(self._items.values()))
+            self._items[key] = value
+        return value
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def values(self) -> list[V]:
+        with self._lock:
+            return list(self._items.values())

@@ -21,7 +21,6 @@ Assumptions (TAS documents neither body; the worker must not depend on them):
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import date
 from http import HTTPStatus
@@ -30,6 +29,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from worker.sandbox.base import EngineApp, Route
+from worker.sandbox.store import Registry
 from worker.sandbox.web import JsonDict, Reject, is_int, is_number, json_response, read_json
 
 FIRST_CASE_ID = 1001
@@ -90,8 +90,7 @@ class TasApp(EngineApp):
     name = "tas"
 
     def __init__(self) -> None:
-        self._templates: dict[int, Template] = {}
-        self._lock = threading.Lock()
+        self._templates: Registry[int, Template] = Registry()
         super().__init__()
 
     def deploy(self, process_id: int = 0, fields: Any = None, name: str = "") -> JsonDict:
@@ -100,9 +99,7 @@ class TasApp(EngineApp):
             raise ValueError("process_id must be a positive integer")
         template = Template(process_id, name or f"Template {process_id}",
                             {key: Field.parse(spec) for key, spec in (fields or {}).items()})
-        with self._lock:
-            self._templates[process_id] = template
-        return template.view()
+        return self._templates.put(process_id, template).view()
 
     def deploy_defaults(self) -> None:
         self.deploy(27, {"processVariable1": "text", "processVariable2": "text",

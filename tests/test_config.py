@@ -1,0 +1,110 @@
+"""Targets file and settings: validated at start, with file, key and a suggestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.config import Settings, Targets
+from worker.errors import ConfigError
+
+
+def load(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> Targets:
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    return Targets.load(path, env=env or {})
+
+
+GOOD = """
+[targets.orders]
+engine = "camunda8"
+base_url = "http://127.0.0.1:8088/"
+timeout = 3
+rate_limit = "50/s"
+[targets.orders.auth]
+type = "oauth2"
+token_url = "http://127.0.0.1:8088/oauth/token"
+client_id = "worker"
+client_secret = "${ORDERS_SECRET}"
+audience = "zeebe-api"
+"""
+
+
+def test_a_good_file_loads_with_secrets_hidden(tmp_path: Path) -> None:
+    targets = load(GOOD, tmp_path, {"ORDERS_SECRET": "hunter2"})
+    orders = targets["orders"]
+    assert orders.base_url == "http://127.0.0.1:8088"
+    assert orders.auth.type == "oauth2"
+    assert orders.auth.client_secret.get_secret_value() == "hunter2"  # type: ignore[union-attr]
+    assert "hunter2" not in repr(orders) and "hunter2" not in str(orders.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD, "targets.orders.auth.client_secret: environment variable ORDERS_SECRET is not set"),
+        ('[targets.a]\nengine = "camunda9"\nbase_url = "http://x"', "did you mean 'camunda8'"),
+        ('[targets.a]\nbase_url = "http://x"', "targets.a.engine: missing"),
+        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\ntimout = 3', "did you mean 'timeout'"),
+        ('[targets.a]\nengine = "tas"\nbase_url = "ftp://x"', "targets.a.base_url"),
+        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\nrate_limit = "fast"', "rate_limit"),
+        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\napi_version = "8.8"', "api_version: unknown"),
+        ('[targets.a]\nengine = "camunda8"\nbase_url = "http://x"\napi_version = "9"', "api_version"),
+        ('[targets.A]\nengine = "tas"\nbase_url = "http://x"', "target names match"),
+        ('[target.a]\nengine = "tas"', "did you mean 'targets'"),
+        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\n[targets.a.auth]\ntype = "basic"\nusername = "u"',
+         "password: required field is missing"),
+        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\n[targets.a.auth]\ntype = "oauth2"\n'
+         'token_url = "http://x/t"\nclient_id = "c"\nclient_secrt = "s"', "did you mean 'client_secret'"),
+        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\n[targets.a.auth]\ntype = "oauth2"\n'
+         'token_url = "http://x/t"\nclient_id = "c"\ngrant = "password"\nclient_secret = "s"',
+         "grant 'password' needs username and password"),
+        ("not toml = = =", "not valid TOML"),
+    ],
+)
+def test_bad_files_fail_naming_file_key_and_suggestion(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(text, tmp_path)
+    assert str(tmp_path / "targets.toml") in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = '[targets.a]\nengine = "camunda9"\n[targets.b]\nengine = "tas"\nbase_url = "http://x"\nfoo = 1'
+    with pytest.raises(ConfigError) as caught:
+        load(text, tmp_path)
+    assert "targets.a.engine" in str(caught.value) and "targets.b.foo" in str(caught.value)
+
+
+def test_missing_file_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="STARTPROC_TARGETS"):
+        Targets.load(tmp_path / "nope.toml")
+
+
+def test_unknown_target_suggestion(tmp_path: Path) -> None:
+    targets = load(GOOD, tmp_path, {"ORDERS_SECRET": "x"})
+    assert targets.suggest("ordres") == " (did you mean 'orders'?)"
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STARTPROC_BROKER_URL", "amqp://guest:guest@localhost//")
+    monkeypatch.setenv("STARTPROC_REDIS_URL", "redis://localhost:6379/1")
+    monkeypatch.setenv("STARTPROC_RESULTS_QUEUE", "my.results")
+    cfg = Settings()
+    assert cfg.results_queue == "my.results"
+    assert cfg.effective_redis_url() == "redis://localhost:6379/1"
+
+
+def test_ledger_redis_defaults_to_a_redis_broker() -> None:
+    assert Settings(broker_url="redis://h:1/0").effective_redis_url() == "redis://h:1/0"
+    assert Settings(broker_url="amqp://h//").effective_redis_url() is None
+    with pytest.raises(ConfigError, match="STARTPROC_REDIS_URL"):
+        Settings(broker_url="amqp://h//").require_redis()
+    with pytest.raises(ConfigError, match="STARTPROC_BROKER_URL"):
+        Settings().require_broker()
+
+
+def test_visibility_timeout_must_outlast_tasks() -> None:
+    with pytest.raises(ValueError, match="visibility_timeout"):
+        Settings(visibility_timeout=100, task_time_limit=300)

@@ -1,0 +1,113 @@
+"""The ledger's transitions on a real Redis: one winner per key, fences, takeovers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from worker.ledger import Ledger
+
+
+def make(client: redis.Redis, lease: int = 60) -> Ledger:
+    return Ledger(client, lease_seconds=lease, retention_days=1)
+
+
+def test_first_claim_wins_then_duplicate_after_success(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1")
+    assert first.status == "claimed" and first.fence == 1 and not first.maybe_sent
+    assert ledger.mark_sending("t", "k", first.fence) == 1
+    assert ledger.finish("t", "k", first.fence, "SUCCEEDED", "inst-1")
+    again = ledger.claim("t", "k", "fp", "job-2")
+    assert again.status == "duplicate"
+    assert again.instance_id == "inst-1" and again.other_job_id == "job-1" and again.attempts == 1
+
+
+def test_other_payload_is_a_conflict(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    ledger.claim("t", "k", "fp-a", "job-1")
+    conflict = ledger.claim("t", "k", "fp-b", "job-2")
+    assert conflict.status == "conflict" and conflict.other_job_id == "job-1"
+
+
+def test_keys_are_scoped_by_target(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    assert ledger.claim("a", "k", "fp", "j1").status == "claimed"
+    assert ledger.claim("b", "k", "other", "j2").status == "claimed"
+
+
+def test_a_live_lease_makes_others_wait(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client, lease=60)
+    ledger.claim("t", "k", "fp", "job-1")
+    busy = ledger.claim("t", "k", "fp", "job-2")
+    assert busy.status == "busy" and 0 < busy.wait_ms <= 60_000
+
+
+def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    old = ledger.claim("t", "k", "fp", "job-1")
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # the holder died
+    new = ledger.claim("t", "k", "fp", "job-1")
+    assert new.status == "claimed" and new.fence == old.fence + 1
+    assert not new.maybe_sent  # the dead holder never marked itself as sending
+    assert ledger.mark_sending("t", "k", old.fence) is None
+    assert not ledger.finish("t", "k", old.fence, "SUCCEEDED", "stale")
+    assert ledger.finish("t", "k", new.fence, "SUCCEEDED", "fresh")
+    assert ledger.get("t", "k")["instance_id"] == "fresh"
+
+
+def test_takeover_after_a_send_must_reconcile(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    old = ledger.claim("t", "k", "fp", "job-1")
+    ledger.mark_sending("t", "k", old.fence)
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)
+    assert ledger.claim("t", "k", "fp", "job-1").maybe_sent
+
+
+def test_ambiguous_outcomes_reconcile_and_released_ones_do_not(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    c = ledger.claim("t", "amb", "fp", "j")
+    ledger.mark_sending("t", "amb", c.fence)
+    ledger.finish("t", "amb", c.fence, "AMBIGUOUS")
+    assert ledger.claim("t", "amb", "fp", "j").maybe_sent
+    c = ledger.claim("t", "rel", "fp", "j")
+    ledger.mark_sending("t", "rel", c.fence)
+    ledger.finish("t", "rel", c.fence, "RELEASED")
+    retry = ledger.claim("t", "rel", "fp", "j")
+    assert retry.status == "claimed" and not retry.maybe_sent
+
+
+def test_entries_expire_after_the_retention(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    ledger.claim("t", "k", "fp", "j")
+    assert 0 < redis_client.ttl("startproc:ledger:t:k") <= 86400
+
+
+def test_racing_workers_get_exactly_one_claim(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    barrier = threading.Barrier(20)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def race(i: int) -> None:
+        barrier.wait()
+        claim = ledger.claim("t", "hot", "fp", f"job-{i}")
+        with lock:
+            outcomes.append(claim.status)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert outcomes.count("claimed") == 1
+    assert outcomes.count("busy") == 19
+
+
+def test_lease_deadline_is_in_the_future(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client, lease=30)
+    ledger.claim("t", "k", "fp", "j")
+    lease_until = int(ledger.get("t", "k")["lease_until"])
+    assert time.time() * 1000 < lease_until <= time.time() * 1000 + 30_000
