@@ -236,3 +236,51 @@ def test_results_never_contain_secrets(
     assert result.status == "failed" and result.error.kind == "permanent"
     everything = json.dumps([redis_client.get(k) for k in redis_client.keys("startproc:result:*")])
     assert "TOPSECRET" not in everything and "TOPSECRET" not in repr(runtime.targets["camunda8"])
+
+
+LOOKUP_JOBS = [
+    {"target": "camunda8", "process": "order-process", "variables": {"a": 1}},
+    {"target": "camunda7", "process": "invoice", "variables": {"a": 1}},
+    {"target": "camunda7", "process": "invoice", "variables": {"a": 1}, "business_key": "B-1",
+     "idempotency_key": "explicit-1"},
+    {"target": "processmaker4", "process": "1", "variables": {"a": 1},
+     "options": {"event": "node_1"}},
+]
+
+
+@pytest.mark.parametrize("job", LOOKUP_JOBS, ids=lambda j: f"{j['target']}-{j.get('business_key')}")
+def test_every_engine_with_a_lookup_reconciles_a_lost_answer(
+    rt: Runtime, sandbox: SandboxServer, job: dict[str, Any]
+) -> None:
+    app = sandbox.app(job["target"])
+    app.faults.script([{"drop": "after_commit"}])
+    assert isinstance(run(rt, job), RetryLater)
+    result = run(rt, job, retries=1)
+    assert result.status == "created"
+    assert app.count() == 1
+    assert result.instance_id == app.instances[0]["id"]
+
+
+@pytest.mark.parametrize("target", ["blueworks", "tas"])
+def test_engines_without_lookup_send_ambiguity_to_the_dlq(
+    rt: Runtime, sandbox: SandboxServer, target: str
+) -> None:
+    job = {"target": "tas", "process": "27", "variables": {"amount": 1}}
+    if target == "blueworks":
+        job = {"target": "blueworks", "process": "5f500e12a00ee", "business_key": "S-1"}
+    sandbox.app(target).faults.script([{"drop": "after_commit"}])
+    result = run(rt, job)
+    assert result.status == "failed" and result.error.kind == "ambiguous"
+    assert rt.dead_letters.get("job-1")["reason"] == "ambiguous"
+    assert sandbox.app(target).count() == 1
+
+
+def test_retry_ambiguous_opt_in_resends(redis_url: str, sandbox: SandboxServer) -> None:
+    targets = sandbox_targets(sandbox, tas={"retry_ambiguous": True})
+    runtime = build_runtime(make_settings(redis_url), targets, Connection(redis_url))
+    runtime.service.sleep = lambda _s: None
+    sandbox.app("tas").faults.script([{"drop": "before_commit"}])
+    job = {"target": "tas", "process": "27", "variables": {"amount": 1}}
+    assert isinstance(run(runtime, job), RetryLater)
+    assert run(runtime, job, retries=1).status == "created"
+    assert sandbox.app("tas").count() == 1

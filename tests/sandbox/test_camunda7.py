@@ -208,6 +208,20 @@ def test_runtime_and_history_lookups(c7: EngineClient) -> None:
     assert c7.get("/process-instance", params={"maxResults": "x"}).status_code == 400
 
 
+def test_variable_instance_lookups(c7: EngineClient) -> None:
+    key = {"_startproc_key": {"value": "k-1", "type": "String"}}
+    first = c7.start(businessKey="BK", variables=key).json()
+    second = c7.start(businessKey="BK").json()
+    c7.app.complete(first["id"])
+    ids = f"{first['id']},{second['id']}"
+    params = {"variableName": "_startproc_key", "processInstanceIdIn": ids}
+    assert c7.get("/variable-instance", params=params).json() == []
+    history = c7.get("/history/variable-instance", params=params).json()
+    assert [(v["processInstanceId"], v["value"], v["type"]) for v in history] == [
+        (first["id"], "k-1", "String")
+    ]
+
+
 def test_tenant_lookup(c7: EngineClient) -> None:
     c7.post("/process-definition/key/invoice/tenant-id/acme/start", json={"businessKey": "T"})
     c7.start(businessKey="T")

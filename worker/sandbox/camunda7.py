@@ -103,6 +103,8 @@ class Camunda7App(EngineApp):
             Route(f"{root}/process-instance/<instance_id>", "GET", self._runtime_one),
             Route(f"{root}/history/process-instance", "GET", self._history_list),
             Route(f"{root}/history/process-instance/count", "GET", self._history_count),
+            Route(f"{root}/variable-instance", "GET", self._runtime_variables),
+            Route(f"{root}/history/variable-instance", "GET", self._history_variables),
             Route(f"{root}/version", "GET",
                   lambda request, args: json_response({"version": "7.24.0"})),
         ]
@@ -229,6 +231,28 @@ class Camunda7App(EngineApp):
                     and (not active or not finished))
 
         return self.store.find(matches)
+
+    def _runtime_variables(self, request: Request, args: dict[str, Any]) -> Response:
+        return json_response(self._variables(request, active_only=True))
+
+    def _history_variables(self, request: Request, args: dict[str, Any]) -> Response:
+        return json_response(self._variables(request, active_only=False))
+
+    def _variables(self, request: Request, active_only: bool) -> list[JsonDict]:
+        """``variableName`` + ``processInstanceIdIn``: the subset the worker's lookup uses."""
+        name = request.args.get("variableName")
+        ids = set(filter(None, request.args.get("processInstanceIdIn", "").split(",")))
+        found = []
+        for record in self.store.find(lambda r: (not ids or r["id"] in ids)
+                                      and (r["state"] == "ACTIVE" or not active_only)):
+            for var_name, typed in record["typed_variables"].items():
+                if name is None or var_name == name:
+                    found.append({"id": f"{record['id']}:{var_name}", "name": var_name,
+                                  "type": typed.get("type"), "value": typed.get("value"),
+                                  "valueInfo": typed.get("valueInfo", {}),
+                                  "processInstanceId": record["id"],
+                                  "tenantId": record["tenant_id"]})
+        return found
 
     def _runtime_view(self, record: JsonDict) -> JsonDict:
         return {"links": [], "id": record["id"], "definitionId": record["definitionId"],
