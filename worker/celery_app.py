@@ -24,6 +24,7 @@ from worker.config import settings
 from worker.errors import ConfigError
 
 TASK_NAME = "startproc.start_process"
+SWEEP_TASK_NAME = "startproc.sweep"
 
 cfg = settings()
 app = Celery("startproc", include=["worker.tasks"])
@@ -55,6 +56,11 @@ app.conf.update(
     worker_consumer="worker.tasks:Consumer",
     worker_cancel_long_running_tasks_on_connection_loss=False,
     enable_utc=True,
+    # Celery's own entries plus the schedules file (STARTPROC_SCHEDULES), one slot = one start.
+    beat_scheduler="worker.schedules_beat:Scheduler",
+    beat_schedule={
+        "startproc-sweep": {"task": SWEEP_TASK_NAME, "schedule": cfg.sweep_interval},
+    },
 )
 
 

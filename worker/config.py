@@ -56,10 +56,13 @@ class Settings(BaseSettings):
     # Celery-level retries: long, for outages; after the last one the job is "exhausted".
     task_max_retries: Annotated[int, Field(ge=0)] = 8
     task_retry_backoff_max: Annotated[float, Field(gt=0)] = 600.0
-    task_time_limit: Annotated[int, Field(ge=10)] = 300
-    visibility_timeout: Annotated[int, Field(ge=60)] = 3600
-    lease_seconds: Annotated[int, Field(ge=5)] = 120
+    task_time_limit: Annotated[int, Field(ge=1)] = 300
+    visibility_timeout: Annotated[int, Field(ge=2)] = 3600
+    lease_seconds: Annotated[int, Field(ge=1)] = 120
     retention_days: Annotated[int, Field(ge=1)] = 30
+    # A message delivered this many times without being decided is poison: DLQ.
+    max_deliveries: Annotated[int, Field(ge=1)] = 5
+    sweep_interval: Annotated[float, Field(gt=0)] = 30.0
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
 

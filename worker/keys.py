@@ -69,3 +69,10 @@ def result_waiters(job_id: str) -> str:
 RESULTS_LOG = f"{PREFIX}:results-log"
 OUTBOX = f"{PREFIX}:outbox"
 DLQ = f"{PREFIX}:dlq"
+INFLIGHT = f"{PREFIX}:inflight"
+INFLIGHT_DEADLINES = f"{PREFIX}:inflight:deadlines"
+
+
+def deliveries_key(job_id: str, retries: int) -> str:
+    """Counts deliveries of one Celery message (a retry is a new message)."""
+    return f"{PREFIX}:deliveries:{job_id}:{retries}"

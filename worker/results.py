@@ -6,7 +6,7 @@ between "instance created" and "result published" cannot lose the result:
 1. `record` stores the result under its job id **only if none exists** (the
    first outcome of a job wins; a redelivered job finds it), indexes it by
    idempotency key, appends it to a capped log for ``startproc results``, and
-   puts the job id in the outbox, all in one MULTI.
+   puts the job id in the outbox (scored by time), all in one Lua script.
 2. `publish_pending` sends it to the results queue and removes it from the
    outbox. A redelivered job, or the sweeper, calls it again for leftovers.
 
@@ -35,7 +35,7 @@ RESULTS_LOG_MAXLEN = 100_000
 
 _RECORD = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
-redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'result', ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', ARGV[4], ARGV[2], 'EX', tonumber(ARGV[3])) end
 if ARGV[5] ~= '' then redis.call('HINCRBY', ARGV[5], ARGV[6], 1) end
@@ -109,29 +109,32 @@ class ResultStore:
                 batch,
                 result.status,
                 RESULTS_LOG_MAXLEN,
+                time.time(),
             ],
         )
         return bool(stored)
 
     def publish_pending(self, job_id: str) -> bool:
         """Publish the job's result if it is still in the outbox; True if it was sent now."""
-        if not self.client.sismember(keys.OUTBOX, job_id):
+        if self.client.zscore(keys.OUTBOX, job_id) is None:
             return False
         raw = self.client.get(keys.result_key(job_id))
         if raw is None:
-            self.client.srem(keys.OUTBOX, job_id)
+            self.client.zrem(keys.OUTBOX, job_id)
             return False
         self.publish(json.loads(raw))
         pipe = self.client.pipeline(transaction=True)
-        pipe.srem(keys.OUTBOX, job_id)
+        pipe.zrem(keys.OUTBOX, job_id)
         pipe.lpush(keys.result_waiters(job_id), "1")
         pipe.expire(keys.result_waiters(job_id), 300)
         pipe.execute()
         return True
 
-    def pending(self) -> list[str]:
-        """Job ids recorded but not yet published (for the sweeper and for checks)."""
-        return sorted(str(m) for m in self.client.smembers(keys.OUTBOX))
+    def pending(self, older_than: float = 0.0) -> list[str]:
+        """Job ids recorded but not published, for at least ``older_than`` seconds."""
+        cutoff = time.time() - older_than
+        ids: list[str] = self.client.zrangebyscore(keys.OUTBOX, "-inf", cutoff)  # type: ignore[assignment]
+        return ids
 
     def get(self, job_id: str) -> Result | None:
         raw = self.client.get(keys.result_key(job_id))

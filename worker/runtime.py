@@ -15,6 +15,7 @@ from worker.config import Settings, Targets, load_targets, settings
 from worker.connections import shared_redis
 from worker.dlq import DeadLetters
 from worker.engines import EngineCache
+from worker.inflight import InFlight
 from worker.ledger import Ledger
 from worker.results import KombuPublisher, ResultStore
 from worker.retry import RetryPolicy
@@ -57,6 +58,9 @@ def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None
         results=results,
         dead_letters=dead_letters,
         policy=policy_from(cfg),
+        inflight=InFlight(client),
+        max_deliveries=cfg.max_deliveries,
+        decide_within=float(cfg.task_time_limit + cfg.lease_seconds + 60),
     )
     return Runtime(cfg, targets, service, results, dead_letters)
 

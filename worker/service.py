@@ -36,7 +36,9 @@ from worker.errors import (
     JobError,
     TransientError,
 )
-from worker.keys import fingerprint, idempotency_key
+from worker.failpoints import failpoint
+from worker.inflight import InFlight
+from worker.keys import deliveries_key, fingerprint, idempotency_key
 from worker.ledger import Claim, FinalState, Ledger
 from worker.models import ErrorInfo, Job, Result, Status, utcnow
 from worker.results import ResultStore
@@ -80,8 +82,12 @@ class StartService:
     results: ResultStore
     dead_letters: DeadLetters
     policy: RetryPolicy
+    inflight: InFlight
     busy_wait: float = 5.0
     reconcile_window: float = 10.0
+    max_deliveries: int = 5
+    decide_within: float = 600.0
+    """Seconds after which the sweeper re-drives a job nobody decided."""
     sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ entry
@@ -90,16 +96,41 @@ class StartService:
         existing = self.results.get(delivery.job_id)
         if existing is not None:
             self.results.publish_pending(delivery.job_id)
+            self.inflight.done(delivery.job_id)
             return Done(existing)
+        deliveries = self._count_delivery(delivery)
+        if deliveries > self.max_deliveries:
+            return self.give_up(
+                raw_job,
+                delivery,
+                f"poison message: delivered {deliveries} times and never decided "
+                "(the worker was lost each time)",
+            )
         try:
             job = Job.parse(raw_job)
         except InvalidJob as exc:
             return self.reject(raw_job, delivery, exc)
+        self._track(delivery.job_id, raw_job, 0.0)
         run = _Run(self, job, delivery)
         try:
-            return run.execute()
+            outcome = run.execute()
         except JobError as exc:
             return run.fail(exc)
+        if isinstance(outcome, RetryLater):
+            self._track(delivery.job_id, raw_job, outcome.countdown)
+        return outcome
+
+    def _count_delivery(self, delivery: Delivery) -> int:
+        """Deliveries of this very message: a crash loop shows up as a growing count."""
+        key = deliveries_key(delivery.job_id, delivery.retries)
+        pipe = self.ledger.client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 86400)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def _track(self, job_id: str, raw_job: Any, after: float) -> None:
+        self.inflight.track(job_id, raw_job, time.time() + after + self.decide_within)
 
     def reject(self, raw_job: Any, delivery: Delivery, exc: InvalidJob) -> Outcome:
         """Decide a job that cannot be read at all: its one result is ``invalid``."""
@@ -121,6 +152,8 @@ class StartService:
         """Record the job's one result and publish it through the outbox."""
         recorded = self.results.record(result)
         self.results.publish_pending(result.job_id)
+        self.inflight.done(result.job_id)
+        failpoint("after_result", result.job_id, result.process)
         final = result if recorded else self.results.get(result.job_id) or result
         log.info(
             "job.finished",
@@ -229,7 +262,10 @@ class _Run:
             if sent is None:
                 raise Fenced("the idempotency key was taken over by another worker")
             self.attempts = sent
-            return engine.execute(request)
+            failpoint("before_send", self.job_id, self.job.process_id)
+            started = engine.execute(request)
+            failpoint("after_response", self.job_id, self.job.process_id)
+            return started
 
         def on_retry(error: TransientError) -> None:
             self.log.info("job.retry_in_call", error=error.message, http_status=error.http_status)

@@ -52,14 +52,16 @@ class LocalStack:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         out = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}-{len(self.processes)}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             args,
-            env=self.child_env,
+            env={**self.child_env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
@@ -99,7 +101,10 @@ class LocalStack:
             "INFO",
             *(extra or []),
         ]
-        return self._spawn(args, "worker")
+        # Celery cannot tell `--pool prefork` from its default and lets the app's
+        # configured pool win, so the pool is chosen through our own setting.
+        env = {"STARTPROC_WORKER_POOL": pool, "STARTPROC_WORKER_CONCURRENCY": str(concurrency)}
+        return self._spawn(args, "worker", env)
 
     def start_beat(self) -> subprocess.Popen[bytes]:
         schedule = Path(self.redis.dir if self.redis else ".") / "celerybeat-schedule"

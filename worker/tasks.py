@@ -15,7 +15,7 @@ import structlog
 from celery import Task, signals
 from kombu.exceptions import OperationalError
 
-from worker.celery_app import TASK_NAME, app
+from worker.celery_app import SWEEP_TASK_NAME, TASK_NAME, app
 from worker.errors import InvalidJob
 from worker.models import iso_ms, utcnow
 from worker.runtime import runtime
@@ -73,6 +73,22 @@ def _reject_message(message: Any, why: str) -> None:
         runtime().service.reject(None, delivery, InvalidJob(f"job: {why}"))
     except Exception:
         log.exception("job.reject_failed", job_id=job_id)
+
+
+@app.task(name=SWEEP_TASK_NAME, ignore_result=True)
+def sweep() -> dict[str, int]:
+    """Publish stranded results and re-drive undecided jobs (run by beat)."""
+    from worker import producer
+    from worker.sweeper import sweep as run_sweep
+
+    rt = runtime()
+    report = run_sweep(
+        rt.results,
+        rt.service.inflight,
+        producer.publish,
+        redrive_window=rt.service.decide_within,
+    )
+    return dict(report.__dict__)
 
 
 @signals.task_rejected.connect

@@ -277,16 +277,17 @@ def test_key_tags_differ_per_key() -> None:
 
 @pytest.mark.parametrize("api_version", ["8.8", "8.9", "8.6"])
 def test_operation_reference_is_a_positive_int64_stable_per_key(api_version: str) -> None:
+    one, other = engine(api_version), engine(api_version)
     references = set()
-    for i in range(300):
+    for i in range(200):
         key = f"orders:A-{i}"
-        first = body_of(api_version, key=key)["operationReference"]
-        again = engine(api_version).build_request(job(variables={"x": i}), key).json
+        first = one.build_request(job(), key).json["operationReference"]
+        again = other.build_request(job(variables={"x": i}), key).json["operationReference"]
         assert type(first) is int
         assert 1 <= first <= 2**63 - 1
-        assert again["operationReference"] == first
+        assert again == first
         references.add(first)
-    assert len(references) == 300
+    assert len(references) == 200
 
 
 def test_operation_reference_is_derived_from_the_key_only() -> None:
@@ -472,9 +473,7 @@ def test_client_errors_are_permanent_and_keep_the_problem(
     status: int, title: str, detail: str
 ) -> None:
     payload = problem(status, title, detail)
-    responses.post(
-        CREATE, json=payload, status=status, content_type="application/problem+json"
-    )
+    responses.post(CREATE, json=payload, status=status, content_type="application/problem+json")
     with pytest.raises(PermanentError) as caught:
         engine().start(job(), KEY)
     error = caught.value
@@ -522,9 +521,7 @@ def test_backpressure_with_retry_after_http_date(
     status: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(worker.http, "time", types.SimpleNamespace(time=lambda: NOW))
-    responses.post(
-        CREATE, status=status, headers={"Retry-After": "Wed, 25 Nov 2026 10:02:00 GMT"}
-    )
+    responses.post(CREATE, status=status, headers={"Retry-After": "Wed, 25 Nov 2026 10:02:00 GMT"})
     with pytest.raises(TransientError) as caught:
         engine().start(job(), KEY)
     assert caught.value.retry_after == 120.0
@@ -542,8 +539,11 @@ def test_backpressure_without_retry_after(status: int) -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        problem(500, "RESOURCE_EXHAUSTED", "Expected to execute the command on one of the "
-                "partitions, but all failed"),
+        problem(
+            500,
+            "RESOURCE_EXHAUSTED",
+            "Expected to execute the command on one of the partitions, but all failed",
+        ),
         problem(500, "INTERNAL", "gRPC status RESOURCE_EXHAUSTED from the broker"),
     ],
 )
@@ -757,10 +757,6 @@ def test_lookup_by_variable_with_a_json_serialized_value(api_version: str, key: 
         match=search(expected),
     )
     assert engine(api_version).lookup(job(), key) == INSTANCE
-
-
-def test_variable_filter_value_is_the_json_string() -> None:
-    assert json.dumps(KEY) == '"orders:A-17"'
 
 
 @responses.activate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import jobs, local, ops
+from worker.cli import jobs, local, ops, schedules
 from worker.cli.common import EXIT_USAGE, err_console
 from worker.errors import ConfigError
 
@@ -23,6 +23,7 @@ app.command()(local.demo)
 app.command()(ops.sandbox)
 app.add_typer(ops.targets_app, name="targets")
 app.add_typer(ops.dlq_app, name="dlq")
+app.add_typer(schedules.schedules_app, name="schedules")
 
 
 def run() -> None:

@@ -60,7 +60,9 @@ def result_exit_code(result: Result | None) -> int:
 
 def results_table(results: list[Result], title: str | None = None) -> Table:
     table = Table(title=title)
-    for column in ("job", "target", "engine", "process", "status", "instance", "detail"):
+    for column in ("job", "target", "engine", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("process", "instance", "detail"):
         table.add_column(column, overflow="fold")
     colours = {"created": "green", "duplicate": "cyan", "failed": "red"}
     for r in results:
@@ -69,8 +71,8 @@ def results_table(results: list[Result], title: str | None = None) -> Table:
             r.job_id[:8],
             r.target or "",
             r.engine or "",
-            r.process or "",
             f"[{colours[r.status]}]{r.status}[/]",
+            r.process or "",
             r.instance_id or "",
             detail,
         )

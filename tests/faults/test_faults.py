@@ -1,0 +1,212 @@
+"""Delivery guarantees under faults, with real processes: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from email.utils import formatdate
+
+import pytest
+
+import worker
+from tests.faults.conftest import FaultStack, assert_clean, children
+
+C8 = {"target": "orders", "process": "order-process"}
+
+
+def c8_jobs(n: int, prefix: str, process: str = "order-process") -> list[dict[str, object]]:
+    return [
+        {**C8, "process": process, "variables": {"n": i}, "idempotency_key": f"{prefix}-{i}"}
+        for i in range(n)
+    ]
+
+
+@pytest.mark.stack_env(
+    STARTPROC_FAILPOINTS=(
+        "before_send@order-process=once;after_response@demo-process=once;after_result@invoice=once"
+    )
+)
+def test_sigkill_of_the_worker_child_at_each_point(faults: FaultStack) -> None:
+    """Each job kills its worker child once: before sending, after the engine answered
+    (instance created, nothing recorded), and after the result (before the ack)."""
+    faults.start_worker(pool="prefork", concurrency=2)
+    jobs = (
+        c8_jobs(5, "before", "order-process")
+        + c8_jobs(5, "after-response", "demo-process")
+        + c8_jobs(5, "after-result", "invoice")
+    )
+    ids = worker.enqueue_many(jobs)
+    verdict = faults.verify("sigkill child at 3 points", ids)
+    assert_clean(verdict, faults.logs())
+    assert verdict.created == 15
+    assert faults.sandbox.app("camunda8").count() == 15
+    markers = os.listdir(faults.workdir / "markers")
+    assert len(markers) == 15  # every job really was killed once
+
+
+@pytest.mark.stack_env(appendonly=True)
+def test_redis_restarted_mid_run(faults: FaultStack) -> None:
+    faults.start_worker(pool="threads", concurrency=4)
+    app = faults.sandbox.app("camunda8")
+    app.faults.configure(latency_ms=20)
+    ids = worker.enqueue_many(c8_jobs(60, "restart"))
+    assert app.wait_for_instances(10, timeout=30)
+    faults.embedded.restart(kill=True)  # type: ignore[attr-defined]
+    verdict = faults.verify("redis killed + restarted (AOF)", ids, timeout=120)
+    assert_clean(verdict, faults.logs())
+    assert verdict.created == 60 and app.count() == 60
+
+
+@pytest.mark.stack_env(appendonly=True)
+def test_broker_unreachable_for_a_few_seconds(faults: FaultStack) -> None:
+    faults.start_worker(pool="threads", concurrency=4)
+    app = faults.sandbox.app("camunda8")
+    app.faults.configure(latency_ms=20)
+    ids = worker.enqueue_many(c8_jobs(40, "outage"))
+    assert app.wait_for_instances(5, timeout=30)
+    server = faults.embedded  # type: ignore[attr-defined]
+    server.stop()
+    outage = threading.Event()
+    outage.wait(3)  # the outage itself is the fault being injected, not a wait for an event
+    server.start()
+    verdict = faults.verify("broker down 3 s", ids, timeout=120)
+    assert_clean(verdict, faults.logs())
+    assert verdict.created == 40 and app.count() == 40
+
+
+@pytest.mark.parametrize(
+    ("target", "process", "options"),
+    [
+        ("orders", "order-process", {}),
+        ("invoices", "invoice", {}),
+        ("onboarding", "1", {"event": "node_1"}),
+    ],
+)
+def test_commit_then_dropped_connection_is_reconciled(
+    faults: FaultStack, target: str, process: str, options: dict[str, str]
+) -> None:
+    faults.start_worker(pool="threads", concurrency=2)
+    engine = {"orders": "camunda8", "invoices": "camunda7", "onboarding": "processmaker4"}[target]
+    app = faults.sandbox.app(engine)
+    app.faults.script([{"drop": "after_commit"}] * 5)
+    jobs = [
+        {"target": target, "process": process, "variables": {"n": i}, "options": options,
+         "idempotency_key": f"drop-{i}"}
+        for i in range(10)
+    ]
+    ids = worker.enqueue_many(jobs)
+    verdict = faults.verify(f"commit+drop {engine}", ids, engines=(engine,))
+    assert_clean(verdict, faults.logs())
+    assert verdict.created == 10 and app.count() == 10
+
+
+def test_backpressure_storms_with_retry_after(faults: FaultStack) -> None:
+    faults.start_worker(pool="threads", concurrency=4)
+    app = faults.sandbox.app("camunda8")
+    soon = formatdate(time.time() + 1, usegmt=True)
+    app.faults.script(
+        [{"status": 503, "retry_after": "1"}] * 5
+        + [{"status": 429, "retry_after": soon}] * 5
+        + [{"status": 500, "title": "RESOURCE_EXHAUSTED"}] * 5
+    )
+    app.faults.configure(error_rate=0.3, seed=7)
+    ids = worker.enqueue_many(c8_jobs(30, "storm"))
+    verdict = faults.verify("429/503 storms + RESOURCE_EXHAUSTED", ids, timeout=120)
+    assert_clean(verdict, faults.logs())
+    assert verdict.created == 30 and app.count() == 30
+
+
+def test_same_key_50_times_across_two_workers(faults: FaultStack) -> None:
+    faults.start_worker(pool="threads", concurrency=8)
+    faults.start_worker(pool="threads", concurrency=8)
+    faults.sandbox.app("camunda8").faults.configure(latency_ms=50)
+    job = {**C8, "variables": {"x": 1}, "idempotency_key": "hot-key"}
+    ids = worker.enqueue_many([job] * 50)
+    verdict = faults.verify("same key x50, 2 workers", ids)
+    assert_clean(verdict, faults.logs())
+    assert verdict.created == 1 and verdict.duplicates == 49
+    assert faults.sandbox.app("camunda8").count() == 1
+
+
+def test_same_key_different_payload_is_a_conflict(faults: FaultStack) -> None:
+    faults.start_worker(pool="threads", concurrency=2)
+    first = worker.enqueue({**C8, "variables": {"v": 1}, "idempotency_key": "k"})
+    faults.results([first])
+    second = worker.enqueue({**C8, "variables": {"v": 2}, "idempotency_key": "k"})
+    verdict = faults.verify("same key, other payload", [first, second])
+    assert_clean(verdict, faults.logs())
+    result = faults.results([second])[second]
+    assert result is not None and result.error is not None and result.error.kind == "conflict"
+    assert faults.sandbox.app("camunda8").count() == 1
+
+
+@pytest.mark.stack_env(STARTPROC_FAILPOINTS="before_send@poison-process=always")
+def test_poison_message_ends_in_the_dlq(faults: FaultStack) -> None:
+    faults.start_worker(pool="prefork", concurrency=1)
+    poison = worker.enqueue({**C8, "process": "poison-process"})
+    healthy = worker.enqueue({**C8, "variables": {"ok": True}})
+    verdict = faults.verify("poison message", [poison, healthy], timeout=120)
+    assert_clean(verdict, faults.logs())
+    result = faults.results([poison])[poison]
+    assert result is not None and result.error is not None
+    assert result.error.kind == "exhausted" and "poison" in result.error.message
+    assert verdict.dlq == 1 and verdict.created == 1
+
+
+def _chaos(faults: FaultStack, worker_pid: int, stop: threading.Event) -> None:
+    """SIGKILL a random worker child now and then until told to stop."""
+    import random
+
+    rng = random.Random(11)
+    while not stop.wait(rng.uniform(0.5, 1.5)):
+        kids = children(worker_pid)
+        if kids:
+            try:
+                os.kill(rng.choice(kids), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.faults_long
+@pytest.mark.stack_env(appendonly=True)
+def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
+    n = int(os.environ.get("STARTPROC_FAULTS_JOBS", "2000"))
+    main = faults.start_worker(pool="prefork", concurrency=4)
+    faults.start_worker(pool="threads", concurrency=8)
+    for name in ("camunda8", "camunda7", "processmaker4"):
+        faults.sandbox.app(name).faults.configure(
+            error_rate=0.05, drop_after_commit_rate=0.03, seed=5, latency_ms=2
+        )
+    jobs: list[dict[str, object]] = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            jobs.append({**C8, "variables": {"n": i}, "idempotency_key": f"mix-{i}"})
+        elif kind == 1:
+            jobs.append({"target": "invoices", "process": "invoice", "variables": {"n": i},
+                         "idempotency_key": f"mix-{i}"})
+        elif kind == 2:
+            jobs.append({"target": "onboarding", "process": "1", "variables": {"n": i},
+                         "options": {"event": "node_1"}, "idempotency_key": f"mix-{i}"})
+        else:
+            jobs.append({**C8, "variables": {"n": i - 3}, "idempotency_key": f"mix-{i - 3}"})
+    stop = threading.Event()
+    chaos = threading.Thread(target=_chaos, args=(faults, main.pid, stop), daemon=True)
+    chaos.start()
+    try:
+        ids = worker.enqueue_many(jobs)
+        app = faults.sandbox.app("camunda8")
+        assert app.wait_for_instances(n // 8, timeout=120)
+        faults.embedded.restart(kill=True)  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        chaos.join(timeout=5)
+    verdict = faults.verify(
+        f"mixed {n} jobs, random faults", ids,
+        engines=("camunda8", "camunda7", "processmaker4"), timeout=600,
+    )
+    assert_clean(verdict, faults.logs())
+    assert verdict.failed == 0
+    assert verdict.created == n - n // 4 and verdict.duplicates == n // 4

@@ -1,0 +1,133 @@
+"""Publishing a batch: chunks of jobs on one broker connection, one round trip per chunk.
+
+`worker.producer.publish` already sends on one connection; a batch also
+needs, per chunk:
+
+* kombu's ``Producer.batch()`` (kombu >= 5.7): on Redis the chunk's LPUSHes go
+  out as one pipeline instead of one round trip per job (other transports,
+  or an older kombu, publish one by one on the same connection);
+* ``argsrepr``/``kwargsrepr`` given and the queue declared once: Celery would
+  otherwise ``saferepr`` every job's variables and re-check the queue per
+  message, which costs more than the send itself;
+* a look-up of which job ids already have a result, so a re-run of a file
+  (or of the rest of it after Ctrl-C) does not re-send finished rows.
+
+Ctrl-C while a chunk is being published is held until the chunk is out, so
+every chunk is sent whole or not at all; a second Ctrl-C stops at once
+(and the idempotency keys still make a re-run safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+from typing import Any
+
+import redis
+
+from worker import keys
+
+
+class InterruptGuard:
+    """Defers the first SIGINT to the next `checkpoint` (main thread only; elsewhere a no-op)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def checkpoint(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def finished(client: redis.Redis | None, job_ids: list[str]) -> set[str]:
+    """The ids among ``job_ids`` that already have a result (one pipelined round trip)."""
+    if client is None or not job_ids:
+        return set()
+    pipe = client.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.exists(keys.result_key(job_id))
+    return {job_id for job_id, found in zip(job_ids, pipe.execute(), strict=True) if found}
+
+
+class Sender:
+    """One connection and one producer for the whole batch."""
+
+    def __init__(self, broker_url: str, queue: str, client: redis.Redis | None) -> None:
+        self.broker_url = broker_url
+        self.queue = queue
+        self.client = client
+        self._stack = contextlib.ExitStack()
+        self.producer: Any = None
+
+    def __enter__(self) -> Sender:
+        from worker.celery_app import app
+
+        self.app = app
+        connection = self._stack.enter_context(app.connection_for_write(self.broker_url))
+        connection.ensure_connection(max_retries=3)
+        self.producer = app.amqp.Producer(connection)
+        self.producer.maybe_declare(app.amqp.queues[self.queue])
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self._stack.close()
+
+    def _batch(self, size: int) -> contextlib.AbstractContextManager[Any]:
+        batch = getattr(self.producer, "batch", None)
+        return batch(max_size=max(size, 1)) if batch is not None else contextlib.nullcontext()
+
+    def send(self, jobs: list[dict[str, Any]]) -> tuple[int, int]:
+        """Publish the jobs without a result yet; (sent, already finished)."""
+        from worker.celery_app import TASK_NAME
+
+        done = finished(self.client, [job["job_id"] for job in jobs])
+        todo = [job for job in jobs if job["job_id"] not in done]
+        with self._batch(len(todo)):
+            for job in todo:
+                self.app.send_task(
+                    TASK_NAME,
+                    kwargs={"job": job},
+                    task_id=job["job_id"],
+                    queue=self.queue,
+                    routing_key=self.queue,
+                    producer=self.producer,
+                    declare=[],
+                    argsrepr="()",
+                    kwargsrepr=f"{{'job': <batch {job.get('batch_id')}>}}",
+                )
+        return len(todo), len(done)
+
+
+def chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

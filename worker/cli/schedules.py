@@ -1,0 +1,210 @@
+"""``startproc schedules list | check | run``: inspect the schedules file, fire a slot by hand."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+import typer
+from kombu.exceptions import OperationalError
+from rich.table import Table
+
+from worker import keys
+from worker.cli.common import (
+    EXIT_FAILED,
+    JsonOption,
+    console,
+    current_settings,
+    emit_json,
+    fail,
+    redact,
+    result_exit_code,
+    results_table,
+)
+from worker.errors import ConfigError
+from worker.models import Result
+from worker.schedules import Schedule, load_schedules, slot_key
+from worker.schedules_state import ScheduleState
+from worker.schedules_timing import iso_utc, resolve
+from worker.validation import did_you_mean
+
+schedules_app = typer.Typer(
+    help="Scheduled starts (STARTPROC_SCHEDULES): list, check, run one slot.",
+    no_args_is_help=True,
+)
+FileOption = typer.Option(None, "--file", help="Schedules file (default STARTPROC_SCHEDULES).")
+
+
+def _load(path: Path | None, with_targets: bool = False) -> tuple[Path, list[Schedule]]:
+    cfg = current_settings()
+    path = path or cfg.schedules
+    try:
+        names = None
+        if with_targets:
+            from worker.config import Targets
+
+            names = list(Targets.load(cfg.targets))
+        return path, load_schedules(path, names)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _find(schedules: list[Schedule], name: str) -> Schedule:
+    for schedule in schedules:
+        if schedule.name == name:
+            return schedule
+    fail(f"unknown schedule {name!r}{did_you_mean(name, [s.name for s in schedules])}")
+
+
+def _last_results(names: list[str]) -> dict[str, dict[str, Any]] | str:
+    """Each schedule's newest started slot and its result, or why they cannot be read."""
+    url = current_settings().effective_redis_url()
+    if not url:
+        return "no STARTPROC_REDIS_URL"
+    client = redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
+    )
+    try:
+        state = ScheduleState(client)
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            last = state.last_fired(name)
+            if last is None:
+                continue
+            raw = client.get(keys.result_key(last.job_id))
+            result = Result.model_validate_json(str(raw)) if raw else None
+            out[name] = {
+                "slot": iso_utc(last.slot),
+                "job_id": last.job_id,
+                "status": result.status if result else "pending",
+                "instance_id": result.instance_id if result else None,
+            }
+        return out
+    except redis.RedisError as exc:
+        return f"Redis unavailable at {redact(url)}: {exc}"
+    finally:
+        client.close()
+
+
+def _row(schedule: Schedule, now: datetime, count: int) -> dict[str, Any]:
+    return {
+        "name": schedule.name,
+        "enabled": schedule.enabled,
+        "target": schedule.target,
+        "process": schedule.process,
+        "when": schedule.timing.describe(),
+        "timezone": schedule.zone.key,
+        "catch_up": schedule.catch_up,
+        "next": [
+            {"local": slot.astimezone(schedule.zone).isoformat(), "utc": iso_utc(slot)}
+            for slot in schedule.next_slots(now, count)
+        ],
+    }
+
+
+@schedules_app.command("list")
+def schedules_list(
+    path: Path | None = FileOption,
+    count: int = typer.Option(3, "--count", "-n", min=1, max=100, help="Fire times to show."),
+    state: bool = typer.Option(True, "--state/--no-state", help="Show each last result."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Each schedule with its next fire times (its zone and UTC) and its last result."""
+    path, schedules = _load(path)
+    now = datetime.now(UTC)
+    rows = [_row(s, now, count) for s in schedules]
+    last = _last_results([s.name for s in schedules]) if state else {}
+    for row in rows:
+        row["last"] = last.get(row["name"]) if isinstance(last, dict) else None
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title=f"schedules ({path})")
+    for column in ("name", "enabled", "target", "when", "next (local / UTC)", "last"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        nxt = "\n".join(f"{n['local']}  {n['utc']}" for n in row["next"])
+        done = row["last"]
+        table.add_row(
+            row["name"],
+            "yes" if row["enabled"] else "[yellow]no[/]",
+            row["target"],
+            f"{row['when']}\ncatch_up {row['catch_up']}",
+            nxt,
+            f"{done['slot']} {done['status']}" if done else "",
+        )
+    console.print(table)
+    if isinstance(last, str):
+        console.print(f"[yellow]last results not shown:[/] {last}")
+
+
+@schedules_app.command("check")
+def schedules_check(path: Path | None = FileOption, as_json: bool = JsonOption) -> None:
+    """Validate the schedules file, including that every target is in the targets file."""
+    path, schedules = _load(path, with_targets=True)
+    summary = {"file": str(path), "schedules": len(schedules), "status": "ok"}
+    emit_json(summary) if as_json else console.print(f"{path}: {len(schedules)} schedules, ok")
+
+
+def _slot(schedule: Schedule, at: str | None) -> datetime:
+    if at is None:
+        return schedule.latest_slot(datetime.now(UTC))
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        fail(f"--at {at!r}: not an ISO-8601 time (e.g. 2026-11-25T06:00 or 2026-11-25T05:00Z)")
+    moment = resolve(moment, schedule.zone) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not schedule.is_slot(moment):
+        before = iso_utc(schedule.latest_slot(moment))
+        after = iso_utc(schedule.next_slots(moment, 1)[0])
+        fail(f"--at {at}: not a slot of {schedule.name!r} (nearest: {before}, {after})")
+    return moment
+
+
+@schedules_app.command("run")
+def schedules_run(
+    name: str = typer.Argument(..., help="Schedule name."),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Slot to fire, ISO-8601 (no offset = the schedule's zone). Default: the latest slot.",
+    ),
+    wait: float | None = typer.Option(
+        None, "--wait", help="Wait up to SECONDS for the result (exit 0 ok, 1 failed, 3 pending)."
+    ),
+    path: Path | None = FileOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Fire one slot now, with the slot's idempotency key: a slot already started is a duplicate.
+
+    The job gets a fresh job id (beat's copies share one derived id), so its
+    result says ``duplicate`` when the slot had already started an instance.
+    """
+    from worker import producer
+
+    _, schedules = _load(path)
+    schedule = _find(schedules, name)
+    slot = _slot(schedule, at)
+    job = producer.prepare(schedule.job(slot, job_id=str(uuid.uuid4())))
+    cfg = current_settings()
+    try:
+        producer.publish([job], cfg.require_broker())
+    except ConfigError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"broker unreachable at {redact(str(cfg.broker_url))}: {exc}", EXIT_FAILED)
+    sent = {"job_id": job["job_id"], "slot": iso_utc(slot), "idempotency_key": slot_key(name, slot)}
+    if wait is None:
+        emit_json(sent) if as_json else console.print(f"{sent['job_id']}  slot {sent['slot']}")
+        return
+    result = producer.wait(job["job_id"], wait)
+    if as_json:
+        emit_json(result.model_dump(mode="json") if result else {**sent, "status": "pending"})
+    elif result is None:
+        console.print(f"{sent['job_id']}: no result yet (pending)")
+    else:
+        console.print(results_table([result]))
+    raise typer.Exit(result_exit_code(result))

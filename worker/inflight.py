@@ -1,0 +1,53 @@
+"""Jobs the worker has seen but not decided: the sweeper's safety net.
+
+Celery's own mechanisms bring a job back after most failures (late acks,
+redelivery on worker loss). This registry covers the rest: a retry that
+could not be re-published because the broker was down, a message lost with
+a Redis that restarted without its data, a threads-pool worker that died
+while the broker's visibility timeout is still hours away. Each job is
+registered with a deadline when a worker takes it and removed when its
+result is recorded; the sweeper re-enqueues jobs past their deadline. That
+is always safe: the ledger and the results index make a second copy of a
+job a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from worker.keys import INFLIGHT, INFLIGHT_DEADLINES
+
+
+class InFlight:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def track(self, job_id: str, job: Any, deadline: float) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
+        pipe.zadd(INFLIGHT_DEADLINES, {job_id: deadline})
+        pipe.execute()
+
+    def done(self, job_id: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(INFLIGHT, job_id)
+        pipe.zrem(INFLIGHT_DEADLINES, job_id)
+        pipe.execute()
+
+    def overdue(self, now: float | None = None, limit: int = 500) -> list[tuple[str, Any]]:
+        """Jobs whose deadline passed, with their last known payload."""
+        now = time.time() if now is None else now
+        ids: list[str] = self.client.zrangebyscore(  # type: ignore[assignment]
+            INFLIGHT_DEADLINES, "-inf", now, start=0, num=limit
+        )
+        if not ids:
+            return []
+        raws: list[str | None] = self.client.hmget(INFLIGHT, ids)  # type: ignore[assignment]
+        return [(job_id, json.loads(raw)) for job_id, raw in zip(ids, raws, strict=True) if raw]
+
+    def size(self) -> int:
+        return int(self.client.zcard(INFLIGHT_DEADLINES))
