@@ -25,6 +25,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+faults: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest tests/faults -m faults_long $(PYTEST_ARGS)
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check worker tests benchmarks
 	$(BIN)/mypy

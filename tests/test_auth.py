@@ -459,13 +459,6 @@ def test_secret_never_in_a_transport_error(clock: Clock) -> None:
     assert SECRET not in everything_said(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: OAuth2._fetch copies the token endpoint's error_description into the "
-    "exception message and engine_error unredacted, so an endpoint that echoes the "
-    "client secret leaks it into results and logs",
-)
 @responses.activate
 def test_secret_echoed_in_error_description_is_not_repeated(clock: Clock) -> None:
     responses.post(

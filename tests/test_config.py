@@ -16,6 +16,7 @@ def load(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> Target
     return Targets.load(path, env=env or {})
 
 
+TAS = '[targets.a]\nengine = "tas"\nbase_url = "http://x"\n'
 GOOD = """
 [targets.orders]
 engine = "camunda8"
@@ -46,24 +47,42 @@ def test_a_good_file_loads_with_secrets_hidden(tmp_path: Path) -> None:
         (GOOD, "targets.orders.auth.client_secret: environment variable ORDERS_SECRET is not set"),
         ('[targets.a]\nengine = "camunda9"\nbase_url = "http://x"', "did you mean 'camunda8'"),
         ('[targets.a]\nbase_url = "http://x"', "targets.a.engine: missing"),
-        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\ntimout = 3', "did you mean 'timeout'"),
+        (
+            '[targets.a]\nengine = "tas"\nbase_url = "http://x"\ntimout = 3',
+            "did you mean 'timeout'",
+        ),
         ('[targets.a]\nengine = "tas"\nbase_url = "ftp://x"', "targets.a.base_url"),
         ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\nrate_limit = "fast"', "rate_limit"),
-        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\napi_version = "8.8"', "api_version: unknown"),
-        ('[targets.a]\nengine = "camunda8"\nbase_url = "http://x"\napi_version = "9"', "api_version"),
+        (
+            '[targets.a]\nengine = "tas"\nbase_url = "http://x"\napi_version = "8.8"',
+            "api_version: unknown",
+        ),
+        (
+            '[targets.a]\nengine = "camunda8"\nbase_url = "http://x"\napi_version = "9"',
+            "api_version",
+        ),
         ('[targets.A]\nengine = "tas"\nbase_url = "http://x"', "target names match"),
         ('[target.a]\nengine = "tas"', "did you mean 'targets'"),
-        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\n[targets.a.auth]\ntype = "basic"\nusername = "u"',
-         "password: required field is missing"),
-        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\n[targets.a.auth]\ntype = "oauth2"\n'
-         'token_url = "http://x/t"\nclient_id = "c"\nclient_secrt = "s"', "did you mean 'client_secret'"),
-        ('[targets.a]\nengine = "tas"\nbase_url = "http://x"\n[targets.a.auth]\ntype = "oauth2"\n'
-         'token_url = "http://x/t"\nclient_id = "c"\ngrant = "password"\nclient_secret = "s"',
-         "grant 'password' needs username and password"),
+        (
+            TAS + '[targets.a.auth]\ntype = "basic"\nusername = "u"',
+            "password: required field is missing",
+        ),
+        (
+            TAS + '[targets.a.auth]\ntype = "oauth2"\n'
+            'token_url = "http://x/t"\nclient_id = "c"\nclient_secrt = "s"',
+            "did you mean 'client_secret'",
+        ),
+        (
+            TAS + '[targets.a.auth]\ntype = "oauth2"\n'
+            'token_url = "http://x/t"\nclient_id = "c"\ngrant = "password"\nclient_secret = "s"',
+            "grant 'password' needs username and password",
+        ),
         ("not toml = = =", "not valid TOML"),
     ],
 )
-def test_bad_files_fail_naming_file_key_and_suggestion(tmp_path: Path, text: str, expected: str) -> None:
+def test_bad_files_fail_naming_file_key_and_suggestion(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load(text, tmp_path)
     assert str(tmp_path / "targets.toml") in str(caught.value)
@@ -71,7 +90,7 @@ def test_bad_files_fail_naming_file_key_and_suggestion(tmp_path: Path, text: str
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    text = '[targets.a]\nengine = "camunda9"\n[targets.b]\nengine = "tas"\nbase_url = "http://x"\nfoo = 1'
+    text = '[targets.a]\nengine = "camunda9"\n' + TAS.replace("targets.a", "targets.b") + "foo = 1"
     with pytest.raises(ConfigError) as caught:
         load(text, tmp_path)
     assert "targets.a.engine" in str(caught.value) and "targets.b.foo" in str(caught.value)

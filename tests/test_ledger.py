@@ -45,7 +45,9 @@ def test_a_live_lease_makes_others_wait(redis_client: redis.Redis) -> None:
     assert busy.status == "busy" and 0 < busy.wait_ms <= 60_000
 
 
-def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(redis_client: redis.Redis) -> None:
+def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(
+    redis_client: redis.Redis,
+) -> None:
     ledger = make(redis_client)
     old = ledger.claim("t", "k", "fp", "job-1")
     redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # the holder died

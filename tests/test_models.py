@@ -111,8 +111,20 @@ def test_result_serialises_exactly_as_the_contract_shows() -> None:
     )
     data = json.loads(result.to_json())
     assert list(data) == [
-        "job_id", "idempotency_key", "target", "engine", "process", "business_key", "status",
-        "instance_id", "attempts", "error", "batch_id", "schedule", "enqueued_at", "finished_at",
+        "job_id",
+        "idempotency_key",
+        "target",
+        "engine",
+        "process",
+        "business_key",
+        "status",
+        "instance_id",
+        "attempts",
+        "error",
+        "batch_id",
+        "schedule",
+        "enqueued_at",
+        "finished_at",
     ]
     assert data["enqueued_at"] == "2026-11-25T10:00:00.000Z"
     assert data["finished_at"] == "2026-11-25T10:00:00.042Z"

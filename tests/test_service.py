@@ -241,10 +241,19 @@ def test_results_never_contain_secrets(
 LOOKUP_JOBS = [
     {"target": "camunda8", "process": "order-process", "variables": {"a": 1}},
     {"target": "camunda7", "process": "invoice", "variables": {"a": 1}},
-    {"target": "camunda7", "process": "invoice", "variables": {"a": 1}, "business_key": "B-1",
-     "idempotency_key": "explicit-1"},
-    {"target": "processmaker4", "process": "1", "variables": {"a": 1},
-     "options": {"event": "node_1"}},
+    {
+        "target": "camunda7",
+        "process": "invoice",
+        "variables": {"a": 1},
+        "business_key": "B-1",
+        "idempotency_key": "explicit-1",
+    },
+    {
+        "target": "processmaker4",
+        "process": "1",
+        "variables": {"a": 1},
+        "options": {"event": "node_1"},
+    },
 ]
 
 

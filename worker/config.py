@@ -59,12 +59,21 @@ class Settings(BaseSettings):
     task_time_limit: Annotated[int, Field(ge=1)] = 300
     visibility_timeout: Annotated[int, Field(ge=2)] = 3600
     lease_seconds: Annotated[int, Field(ge=1)] = 120
+    # How long a lookup keeps searching before "not there" (C8 search lags seconds).
+    reconcile_window: Annotated[float, Field(ge=0)] = 10.0
     retention_days: Annotated[int, Field(ge=1)] = 30
     # A message delivered this many times without being decided is poison: DLQ.
     max_deliveries: Annotated[int, Field(ge=1)] = 5
     sweep_interval: Annotated[float, Field(gt=0)] = 30.0
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    # HTTP intake (`startproc serve`): comma-separated bearer tokens, any one of which is accepted.
+    intake_tokens: SecretStr | None = None
+    # Largest request body accepted by POST /jobs and by POST /batches (bytes; over -> 413).
+    intake_max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    intake_max_batch_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    # Worker-side Prometheus exporter port (`celery -A worker worker`); unset = no exporter.
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
 
     @model_validator(mode="after")
     def _visibility_outlasts_tasks(self) -> Settings:

@@ -10,15 +10,21 @@ between "instance created" and "result published" cannot lose the result:
 2. `publish_pending` sends it to the results queue and removes it from the
    outbox. A redelivered job, or the sweeper, calls it again for leftovers.
 
-A crash after the broker accepted the message but before the outbox entry
-was removed sends that result a second time with the same ``job_id``; that
-window is the only one, and consumers can drop a repeated ``job_id``.
+When the broker is the same Redis as the results index (the default), step
+2 is one Lua script too: the message is pushed onto the queue and the outbox
+entry removed atomically, so every job's result is published exactly once.
+With another broker (RabbitMQ, or a second Redis), a crash after the broker
+accepted the message but before the outbox entry was removed sends that
+result a second time with the same ``job_id``; consumers can drop a
+repeated ``job_id``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -79,12 +85,51 @@ class KombuPublisher:
             )
 
 
+_PUBLISH_ATOMIC = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[3], '1')
+redis.call('EXPIRE', KEYS[3], 300)
+return 1
+"""
+
+
+def kombu_redis_envelope(result: dict[str, Any], queue: str) -> str:
+    """The message exactly as kombu's Redis transport stores it (what consumers decode)."""
+    body = json.dumps(result).encode()
+    return json.dumps(
+        {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {},
+            "properties": {
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
+
+
 class ResultStore:
     """The results index in Redis, with the outbox in front of the queue."""
 
-    def __init__(self, client: redis.Redis, publisher: Publisher, retention_days: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        publisher: Publisher,
+        retention_days: int,
+        atomic_queue: str | None = None,
+    ) -> None:
+        """``atomic_queue``: the results queue's name when the broker is this very Redis."""
         self.client = client
         self.publish = publisher
+        self.atomic_queue = atomic_queue
+        self._publish_atomic = client.register_script(_PUBLISH_ATOMIC)
         self.ttl = retention_days * 86400
         self._record = client.register_script(_RECORD)
 
@@ -118,6 +163,14 @@ class ResultStore:
         """Publish the job's result if it is still in the outbox; True if it was sent now."""
         if self.client.zscore(keys.OUTBOX, job_id) is None:
             return False
+        if self.atomic_queue:
+            raw = self.client.get(keys.result_key(job_id))
+            if raw is None:
+                self.client.zrem(keys.OUTBOX, job_id)
+                return False
+            envelope = kombu_redis_envelope(json.loads(raw), self.atomic_queue)
+            keys_ = [keys.OUTBOX, self.atomic_queue, keys.result_waiters(job_id)]
+            return bool(self._publish_atomic(keys=keys_, args=[job_id, envelope]))
         raw = self.client.get(keys.result_key(job_id))
         if raw is None:
             self.client.zrem(keys.OUTBOX, job_id)

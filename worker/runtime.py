@@ -17,6 +17,7 @@ from worker.dlq import DeadLetters
 from worker.engines import EngineCache
 from worker.inflight import InFlight
 from worker.ledger import Ledger
+from worker.ratelimit import RateLimiter
 from worker.results import KombuPublisher, ResultStore
 from worker.retry import RetryPolicy
 from worker.service import StartService
@@ -42,9 +43,16 @@ def policy_from(cfg: Settings) -> RetryPolicy:
 
 
 def result_store(cfg: Settings, connection: Connection | None = None) -> ResultStore:
-    client = shared_redis(cfg.require_redis())
+    redis_url = cfg.require_redis()
+    client = shared_redis(redis_url)
     conn = connection or Connection(cfg.require_broker())
-    return ResultStore(client, KombuPublisher(conn, cfg.results_queue), cfg.retention_days)
+    same_redis = cfg.broker_url == redis_url and redis_url.startswith(("redis://", "rediss://"))
+    return ResultStore(
+        client,
+        KombuPublisher(conn, cfg.results_queue),
+        cfg.retention_days,
+        atomic_queue=cfg.results_queue if same_redis else None,
+    )
 
 
 def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None = None) -> Runtime:
@@ -59,7 +67,9 @@ def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None
         dead_letters=dead_letters,
         policy=policy_from(cfg),
         inflight=InFlight(client),
+        rate_limiter=RateLimiter(client),
         max_deliveries=cfg.max_deliveries,
+        reconcile_window=cfg.reconcile_window,
         decide_within=float(cfg.task_time_limit + cfg.lease_seconds + 60),
     )
     return Runtime(cfg, targets, service, results, dead_letters)

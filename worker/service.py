@@ -40,7 +40,9 @@ from worker.failpoints import failpoint
 from worker.inflight import InFlight
 from worker.keys import deliveries_key, fingerprint, idempotency_key
 from worker.ledger import Claim, FinalState, Ledger
+from worker.metrics import ambiguous_outcome, in_call_retry, job_finished
 from worker.models import ErrorInfo, Job, Result, Status, utcnow
+from worker.ratelimit import RateLimiter
 from worker.results import ResultStore
 from worker.retry import RetryPolicy
 
@@ -83,6 +85,7 @@ class StartService:
     dead_letters: DeadLetters
     policy: RetryPolicy
     inflight: InFlight
+    rate_limiter: RateLimiter | None = None
     busy_wait: float = 5.0
     reconcile_window: float = 10.0
     max_deliveries: int = 5
@@ -155,6 +158,7 @@ class StartService:
         self.inflight.done(result.job_id)
         failpoint("after_result", result.job_id, result.process)
         final = result if recorded else self.results.get(result.job_id) or result
+        job_finished(final, first=recorded)
         log.info(
             "job.finished",
             job_id=final.job_id,
@@ -257,7 +261,11 @@ class _Run:
         assert self.engine is not None
         engine = self.engine
 
+        limit = svc.targets[self.job.target].rate_limit
+
         def attempt() -> Started:
+            if limit and svc.rate_limiter is not None:
+                self._take_token(limit)
             sent = svc.ledger.mark_sending(self.job.target, self.key, self.fence)
             if sent is None:
                 raise Fenced("the idempotency key was taken over by another worker")
@@ -269,6 +277,7 @@ class _Run:
 
         def on_retry(error: TransientError) -> None:
             self.log.info("job.retry_in_call", error=error.message, http_status=error.http_status)
+            in_call_retry(self.job.target)
 
         try:
             started = svc.policy.call(attempt, on_retry)
@@ -278,6 +287,7 @@ class _Run:
             self._ledger("RELEASED")
             return self._later(exc)
         except AmbiguousError as exc:
+            ambiguous_outcome(self.job.target)
             self._ledger("AMBIGUOUS")
             target = svc.targets[self.job.target]
             if engine.supports_lookup or target.retry_ambiguous:
@@ -287,6 +297,15 @@ class _Run:
             self._ledger("FAILED")
             raise
         return self._created(started.instance_id)
+
+    def _take_token(self, limit: str) -> None:
+        """Wait for the target's shared rate limit; a long wait becomes a retry later."""
+        svc = self.service
+        assert svc.rate_limiter is not None
+        while (wait := svc.rate_limiter.acquire(self.job.target, limit)) > 0:
+            if wait > svc.policy.cap:
+                raise TransientError(f"rate limit {limit} of target reached", retry_after=wait)
+            svc.sleep(wait)
 
     # ---- outcomes
 

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,8 @@ class LocalStack:
         return self._spawn(args, "worker", env)
 
     def start_beat(self) -> subprocess.Popen[bytes]:
-        schedule = Path(self.redis.dir if self.redis else ".") / "celerybeat-schedule"
+        state_dir = self.redis.dir if self.redis else self.log_dir or Path(tempfile.mkdtemp())
+        schedule = Path(state_dir) / "celerybeat-schedule"
         args = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s", str(schedule)]
         return self._spawn(args, "beat")
 

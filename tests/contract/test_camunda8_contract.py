@@ -317,14 +317,6 @@ def test_by_id_and_by_key_bodies_match_exactly_one_branch(spec88: Spec) -> None:
     assert not errors_of(by_key, key_body) and errors_of(by_id, key_body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: build_request does not check processDefinitionId, tenantId and "
-    "processDefinitionKey against the spec (ProcessDefinitionId pattern, TenantId pattern, "
-    "LongKey maxLength 25), so a valid job yields a body the engine rejects with 400 "
-    "(kind 'permanent' after a round trip) instead of InvalidJob before sending",
-)
 @pytest.mark.parametrize(
     "fields",
     [

@@ -438,12 +438,6 @@ def test_200_without_a_key_is_ambiguous(payload: Any) -> None:
     assert caught.value.http_status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: Camunda8.instance_id accepts an empty processInstanceKey and returns '' as "
-    "the instance id (camunda7 treats an empty id as ambiguous)",
-)
 @responses.activate
 def test_200_with_an_empty_key_is_ambiguous() -> None:
     responses.post(CREATE, json={**OK, "processInstanceKey": ""})
@@ -558,12 +552,6 @@ def test_500_resource_exhausted_is_transient(payload: dict[str, Any]) -> None:
     assert "RESOURCE_EXHAUSTED" in caught.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Camunda8.classify reuses the AmbiguousError message for 500 RESOURCE_EXHAUSTED, "
-    "so the TransientError (kind 'exhausted') says '(the instance may exist)'",
-)
 @responses.activate
 def test_500_resource_exhausted_message_does_not_claim_the_instance_may_exist() -> None:
     responses.post(CREATE, json=problem(500, "RESOURCE_EXHAUSTED", "busy"), status=500)
@@ -766,9 +754,11 @@ def test_lookup_by_variable_finds_nothing() -> None:
 
 
 @responses.activate
-def test_lookup_with_an_empty_body_finds_nothing() -> None:
+def test_lookup_with_an_empty_body_is_not_taken_as_nothing_found() -> None:
+    """An empty answer is not a search result: resending on it could double-start."""
     responses.post(SEARCH, body=b"")
-    assert engine().lookup(job(), KEY) is None
+    with pytest.raises(AmbiguousError):
+        engine().lookup(job(), KEY)
 
 
 @pytest.mark.parametrize(
@@ -799,12 +789,6 @@ def test_lookup_refreshes_an_oauth2_token_on_401() -> None:
     assert len(token_calls()) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=requests.JSONDecodeError,
-    reason="BUG: Camunda8.lookup decodes with response.json() instead of response_body(), so a "
-    "non-JSON answer (a proxy's HTML 502) escapes as requests.JSONDecodeError, not a JobError",
-)
 @responses.activate
 def test_lookup_with_a_non_json_error_page_raises_a_job_error() -> None:
     responses.post(SEARCH, body="<html><h1>502 Bad Gateway</h1></html>", status=502)

@@ -76,7 +76,10 @@ class FaultStack:
         return "\n".join(p.read_text()[-4000:] for p in (self.workdir / "logs").glob("*.log"))
 
     def verify(
-        self, scenario: str, job_ids: list[str], engines: tuple[str, ...] = ("camunda8",),
+        self,
+        scenario: str,
+        job_ids: list[str],
+        engines: tuple[str, ...] = ("camunda8",),
         timeout: float = 90.0,
     ) -> Verdict:
         found = self.results(job_ids, timeout)
@@ -130,6 +133,7 @@ BASE_ENV = {
     "STARTPROC_TASK_TIME_LIMIT": "30",
     "STARTPROC_VISIBILITY_TIMEOUT": "40",
     "STARTPROC_MAX_DELIVERIES": "3",
+    "STARTPROC_RECONCILE_WINDOW": "0.5",
 }
 
 

@@ -92,8 +92,13 @@ def test_commit_then_dropped_connection_is_reconciled(
     app = faults.sandbox.app(engine)
     app.faults.script([{"drop": "after_commit"}] * 5)
     jobs = [
-        {"target": target, "process": process, "variables": {"n": i}, "options": options,
-         "idempotency_key": f"drop-{i}"}
+        {
+            "target": target,
+            "process": process,
+            "variables": {"n": i},
+            "options": options,
+            "idempotency_key": f"drop-{i}",
+        }
         for i in range(10)
     ]
     ids = worker.enqueue_many(jobs)
@@ -170,11 +175,16 @@ def _chaos(faults: FaultStack, worker_pid: int, stop: threading.Event) -> None:
 
 
 @pytest.mark.faults_long
-@pytest.mark.stack_env(appendonly=True)
+@pytest.mark.timeout(900)
+@pytest.mark.stack_env(appendonly=True, STARTPROC_SWEEP_INTERVAL="5")
 def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
+    """Every fault at once; beat runs the sweeper, as in production."""
     n = int(os.environ.get("STARTPROC_FAULTS_JOBS", "2000"))
     main = faults.start_worker(pool="prefork", concurrency=4)
     faults.start_worker(pool="threads", concurrency=8)
+    faults.stack.start_beat()
+    ready = worker.enqueue({**C8, "variables": {"warm-up": True}})
+    assert faults.results([ready])[ready] is not None  # chaos starts on running workers
     for name in ("camunda8", "camunda7", "processmaker4"):
         faults.sandbox.app(name).faults.configure(
             error_rate=0.05, drop_after_commit_rate=0.03, seed=5, latency_ms=2
@@ -185,11 +195,24 @@ def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
         if kind == 0:
             jobs.append({**C8, "variables": {"n": i}, "idempotency_key": f"mix-{i}"})
         elif kind == 1:
-            jobs.append({"target": "invoices", "process": "invoice", "variables": {"n": i},
-                         "idempotency_key": f"mix-{i}"})
+            jobs.append(
+                {
+                    "target": "invoices",
+                    "process": "invoice",
+                    "variables": {"n": i},
+                    "idempotency_key": f"mix-{i}",
+                }
+            )
         elif kind == 2:
-            jobs.append({"target": "onboarding", "process": "1", "variables": {"n": i},
-                         "options": {"event": "node_1"}, "idempotency_key": f"mix-{i}"})
+            jobs.append(
+                {
+                    "target": "onboarding",
+                    "process": "1",
+                    "variables": {"n": i},
+                    "options": {"event": "node_1"},
+                    "idempotency_key": f"mix-{i}",
+                }
+            )
         else:
             jobs.append({**C8, "variables": {"n": i - 3}, "idempotency_key": f"mix-{i - 3}"})
     stop = threading.Event()
@@ -204,9 +227,18 @@ def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
         stop.set()
         chaos.join(timeout=5)
     verdict = faults.verify(
-        f"mixed {n} jobs, random faults", ids,
-        engines=("camunda8", "camunda7", "processmaker4"), timeout=600,
+        f"mixed {n} jobs, random faults",
+        ids,
+        engines=("camunda8", "camunda7", "processmaker4"),
+        timeout=600,
     )
     assert_clean(verdict, faults.logs())
     assert verdict.failed == 0
     assert verdict.created == n - n // 4 and verdict.duplicates == n // 4
+    assert (
+        sum(
+            app.count()
+            for app in map(faults.sandbox.app, ("camunda8", "camunda7", "processmaker4"))
+        )
+        == n - n // 4 + 1
+    )

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
-from worker.engines.base import KEY_VARIABLE, Engine, StartRequest, response_body
+from worker.engines.base import KEY_VARIABLE
 from worker.errors import InvalidJob
 from worker.models import Job
 from worker.validation import did_you_mean
@@ -71,13 +71,3 @@ def parse_iso_datetime(value: Any, where: str) -> datetime:
     except ValueError:
         raise InvalidJob(f"{where}: {value[:64]!r} is not an ISO 8601 date or date-time") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def fetch_json(engine: Engine, request: StartRequest) -> Any:
-    """One look-up call: the decoded body, or the engine's classified error raised."""
-    response = engine.send(request)
-    body = response_body(response)
-    error = engine.classify(response, body)
-    if error is not None:
-        raise error
-    return body

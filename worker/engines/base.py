@@ -163,6 +163,15 @@ class Engine(ABC):
                 "; ".join(describe(exc, model.model_fields, prefix="options"))
             ) from None
 
+    def fetch(self, request: StartRequest) -> Any:
+        """A look-up call: the decoded body, or the engine's classified error raised."""
+        response = self.send(request)
+        body = response_body(response)
+        error = self.classify(response, body)
+        if error is not None:
+            raise error
+        return body
+
     def send(self, request: StartRequest) -> requests.Response:
         """One HTTP exchange, with a single refresh-and-retry when a cached token got 401."""
         url = self.target.base_url + request.path
@@ -200,6 +209,8 @@ class Engine(ABC):
             raise error
         try:
             instance_id = self.instance_id(body)
+            if not instance_id:
+                raise ValueError("empty instance id")
         except (KeyError, TypeError, ValueError):
             raise AmbiguousError(
                 f"{self.name} answered {response.status_code} without an instance id",

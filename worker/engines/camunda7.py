@@ -40,7 +40,6 @@ from pydantic import Field, JsonValue, StrictBool, StrictStr, model_validator
 
 from worker.engines._shared import (
     check_known,
-    fetch_json,
     is_number,
     parse_iso_datetime,
     reserve_key_variable,
@@ -311,7 +310,7 @@ class Camunda7(Engine):
             scope["tenantIdIn"] = job.tenant_id
         for instances, business_key_param, variables in SEARCHES:
             query = {business_key_param: job.business_key or carried_business_key(key), **scope}
-            found = fetch_json(self, StartRequest("GET", instances, params=query))
+            found = self.fetch(StartRequest("GET", instances, params=query))
             candidates = [str(i["id"]) for i in found or [] if isinstance(i, dict) and i.get("id")]
             if candidates and job.business_key is None:
                 return candidates[0]  # the businessKey *is* the key
@@ -323,7 +322,7 @@ class Camunda7(Engine):
     def _carrying(self, path: str, candidates: list[str], key: str) -> str | None:
         """The first candidate whose ``_startproc_key`` is ``key``: businessKey is not unique."""
         params = {"variableName": KEY_VARIABLE, "processInstanceIdIn": ",".join(candidates)}
-        found = fetch_json(self, StartRequest("GET", path, params=params))
+        found = self.fetch(StartRequest("GET", path, params=params))
         owners = {
             str(v.get("processInstanceId"))
             for v in found or []

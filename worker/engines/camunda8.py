@@ -25,11 +25,16 @@ import requests
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from worker.engines.base import KEY_VARIABLE, Engine, Options, StartRequest
-from worker.errors import InvalidJob, JobError, TransientError
+from worker.errors import AmbiguousError, InvalidJob, JobError, TransientError
 from worker.keys import int64_reference, short_hash
 from worker.models import Job
 
 TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_\-:.]{0,99}$")
+# The spec's patterns (8.8; 8.9 widens process ids to Unicode letters and digits).
+PROCESS_ID = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_\-.]*$")
+PROCESS_ID_89 = re.compile(r"^[^\W\d][\w\-.]*$")
+TENANT_ID = re.compile(r"^(<default>|[A-Za-z0-9_@.+-]{1,256})$")
+LONG_KEY = r"^-?[0-9]{1,24}$"
 MAX_TAGS = 10
 PATH = "/v2/process-instances"
 
@@ -41,7 +46,7 @@ def key_tag(key: str) -> str:
 
 class Camunda8Options(Options):
     process_definition_key: (
-        Annotated[StrictStr, Field(pattern=r"^-?[0-9]+$")] | StrictInt | None
+        Annotated[StrictStr, Field(pattern=LONG_KEY)] | StrictInt | None
     ) = None
     tags: list[Annotated[StrictStr, Field(pattern=TAG.pattern)]] = Field(
         default_factory=list, max_length=MAX_TAGS - 1
@@ -86,6 +91,7 @@ class Camunda8(Engine):
 
     def build_request(self, job: Job, key: str) -> StartRequest:
         opts = self.options(job, Camunda8Options)
+        self._check_identifiers(job, opts)
         body: dict[str, Any] = self._definition(job, opts)
         variables = dict(job.variables)
         if KEY_VARIABLE in variables:
@@ -110,6 +116,16 @@ class Camunda8(Engine):
         self._tags(body, opts, key)
         self._business_id(body, job, opts)
         return StartRequest("POST", PATH, json=body)
+
+    def _check_identifiers(self, job: Job, opts: Camunda8Options) -> None:
+        """Refuse before sending what the engine's schema would refuse with a 400."""
+        pattern = PROCESS_ID_89 if self.version == "8.9" else PROCESS_ID
+        if opts.process_definition_key is None and not pattern.match(job.process_id):
+            raise InvalidJob(
+                f"process: {job.process_id!r} is not a BPMN process id ({pattern.pattern})"
+            )
+        if job.tenant_id is not None and not TENANT_ID.match(job.tenant_id):
+            raise InvalidJob(f"tenant_id: {job.tenant_id!r} does not match {TENANT_ID.pattern}")
 
     def _definition(self, job: Job, opts: Camunda8Options) -> dict[str, Any]:
         if opts.process_definition_key is not None:
@@ -144,12 +160,13 @@ class Camunda8(Engine):
             )
 
     def classify(self, response: requests.Response, body: Any) -> JobError | None:
-        error = super().classify(response, body)
-        if error is not None and response.status_code == 500 and _exhausted(body):
+        if response.status_code == 500 and _exhausted(body):
             return TransientError(
-                error.message, http_status=500, engine_error=body, retry_after=None
+                f"camunda8 answered 500: {self.summarize(body)} (backpressure)",
+                http_status=500,
+                engine_error=body,
             )
-        return error
+        return super().classify(response, body)
 
     def summarize(self, body: Any) -> str | None:
         if isinstance(body, dict) and ("title" in body or "detail" in body):
@@ -169,11 +186,11 @@ class Camunda8(Engine):
         else:
             value = json.dumps(key)
             search = {"filter": {"variables": [{"name": KEY_VARIABLE, "value": value}]}}
-        response = self.send(StartRequest("POST", f"{PATH}/search", json=search))
-        body = response.json() if response.content else {}
-        error = self.classify(response, body)
-        if error is not None:
-            raise error
+        body = self.fetch(StartRequest("POST", f"{PATH}/search", json=search))
+        if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+            raise AmbiguousError(
+                "camunda8 search answered without a list of items", engine_error=body
+            )
         items = body.get("items") or []
         return str(items[0]["processInstanceKey"]) if items else None
 

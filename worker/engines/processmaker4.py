@@ -25,7 +25,6 @@ from pydantic import Field, StrictStr
 
 from worker.engines._shared import (
     ACCEPT_JSON,
-    fetch_json,
     numeric_process,
     reject_unsupported,
     reserve_key_variable,
@@ -130,8 +129,7 @@ class ProcessMaker4(Engine):
             "include": "data",
             "pmql": f"data.{KEY_VARIABLE} = {pmql_string(key)}",
         }
-        body = fetch_json(
-            self, StartRequest("GET", "/requests", params=params, headers=dict(ACCEPT_JSON))
+        body = self.fetch(StartRequest("GET", "/requests", params=params, headers=dict(ACCEPT_JSON))
         )
         items = body.get("data") if isinstance(body, dict) else None
         if not items:
