@@ -33,10 +33,10 @@ def run(rt: Runtime, job: Any, job_id: str = "job-1", retries: int = 0) -> Any:
     return outcome.result if isinstance(outcome, Done) else outcome
 
 
-def drain(redis_url: str, name: str = "startproc.results") -> list[dict[str, Any]]:
+def drain(broker_url: str, name: str = "startproc.results") -> list[dict[str, Any]]:
     """Everything on the results queue, consumed the way another app would."""
     messages: list[dict[str, Any]] = []
-    with Connection(redis_url) as conn, conn.SimpleQueue(results_queue(name)) as queue:
+    with Connection(broker_url) as conn, conn.SimpleQueue(results_queue(name)) as queue:
         while True:
             try:
                 message = queue.get(timeout=0.2)

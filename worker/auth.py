@@ -110,6 +110,23 @@ class OAuth2(Credentials):
             form["scope"] = cfg.scope
         return form
 
+    def _redact(self, body: Any) -> Any:
+        """Blank out our own secrets if a token endpoint echoes them back."""
+        if not isinstance(body, dict):
+            return body
+        secrets = [
+            s.get_secret_value()
+            for s in (self._config.client_secret, self._config.password)
+            if s is not None and s.get_secret_value()
+        ]
+        out = {}
+        for name, value in body.items():
+            text = str(value)
+            for secret in secrets:
+                text = text.replace(secret, "***")
+            out[name] = text
+        return out
+
     def _fetch(self) -> tuple[str, float]:
         url = self._config.token_url
         self.fetch_count += 1
@@ -128,6 +145,7 @@ class OAuth2(Credentials):
                 f"token endpoint answered {response.status_code}", http_status=response.status_code
             )
         if response.status_code >= 400:
+            body = self._redact(_public_error(body))
             code = body.get("error") if isinstance(body, dict) else None
             described = body.get("error_description") if isinstance(body, dict) else None
             message = f"token endpoint rejected the credentials: {code or response.status_code}"
@@ -138,9 +156,7 @@ class OAuth2(Credentials):
                 if code in _PERMANENT_OAUTH_ERRORS or not code
                 else (PermanentError)
             )
-            raise error_cls(
-                message, http_status=response.status_code, engine_error=_public_error(body)
-            )
+            raise error_cls(message, http_status=response.status_code, engine_error=body)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise PermanentError("token endpoint answered without an access_token")

@@ -27,11 +27,17 @@ TASK_NAME = "startproc.start_process"
 SWEEP_TASK_NAME = "startproc.sweep"
 
 cfg = settings()
+AMQP = (cfg.broker_url or "").startswith(("amqp://", "amqps://", "pyamqp://"))
+# RabbitMQ: publisher confirms, so a job or retry the broker did not take raises
+# instead of vanishing. Redis: the visibility timeout (see above).
+TRANSPORT_OPTIONS: dict[str, object] = (
+    {"confirm_publish": True} if AMQP else {"visibility_timeout": cfg.visibility_timeout}
+)
 app = Celery("startproc", include=["worker.tasks"])
 app.conf.update(
     broker_url=cfg.broker_url,
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": cfg.visibility_timeout},
+    broker_transport_options=TRANSPORT_OPTIONS,
     broker_pool_limit=max(10, cfg.worker_concurrency),
     task_serializer="json",
     accept_content=["json"],

@@ -9,6 +9,7 @@ dropped mid-answer may have (ambiguous, reconcile before resending).
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from datetime import UTC, datetime
 
@@ -54,7 +55,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def transport_error(exc: requests.RequestException, engine: str) -> JobError:
     """Map a `requests` exception to transient (not sent) or ambiguous (maybe sent)."""
     chain = _chain(exc)
-    if isinstance(exc, requests.ConnectTimeout) or any(isinstance(e, _NOT_SENT) for e in chain):
+    not_sent = isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError)
+    if not_sent or any(isinstance(e, _NOT_SENT) for e in chain):
         return TransientError(f"{engine}: could not connect ({type(chain[-1]).__name__})")
     if isinstance(exc, requests.Timeout):
         return AmbiguousError(f"{engine}: no answer before the timeout; the instance may exist")
@@ -69,7 +71,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]+", value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -42,10 +42,17 @@ def policy_from(cfg: Settings) -> RetryPolicy:
     )
 
 
+def broker_connection(cfg: Settings) -> Connection:
+    """A kombu connection to the broker; on RabbitMQ with publisher confirms."""
+    url = cfg.require_broker()
+    options = {"confirm_publish": True} if url.startswith(("amqp", "pyamqp")) else {}
+    return Connection(url, transport_options=options)
+
+
 def result_store(cfg: Settings, connection: Connection | None = None) -> ResultStore:
     redis_url = cfg.require_redis()
     client = shared_redis(redis_url)
-    conn = connection or Connection(cfg.require_broker())
+    conn = connection or broker_connection(cfg)
     same_redis = cfg.broker_url == redis_url and redis_url.startswith(("redis://", "rediss://"))
     return ResultStore(
         client,

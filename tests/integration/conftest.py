@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
+from tests.test_service import drain
 from worker import demo
 from worker.config import settings
 from worker.embedded import EmbeddedRedis
@@ -22,6 +26,17 @@ from worker.runtime import result_store
 from worker.sandbox import SandboxServer
 from worker.stack import LocalStack
 
+RABBITMQ_URL = os.environ.get("STARTPROC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def rabbitmq_reachable(url: str = RABBITMQ_URL) -> bool:
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        return True
+    except Exception:
+        return False
+
 
 @dataclass
 class Pipeline:
@@ -29,6 +44,19 @@ class Pipeline:
     sandbox: SandboxServer
     env: dict[str, str]
     log_dir: Path
+    broker: str = "redis"
+
+    @property
+    def broker_url(self) -> str:
+        return self.env["STARTPROC_BROKER_URL"]
+
+    @property
+    def results_queue(self) -> str:
+        return self.env["STARTPROC_RESULTS_QUEUE"]
+
+    @property
+    def jobs_queue(self) -> str:
+        return self.env["STARTPROC_JOBS_QUEUE"]
 
     def wait(self, job_id: str, timeout: float = 30.0) -> Result:
         result = result_store(settings()).wait(job_id, timeout)
@@ -42,17 +70,28 @@ class Pipeline:
         return [self.wait(j, max(deadline - time.monotonic(), 0.1)) for j in job_ids]
 
 
-@pytest.fixture(scope="module")
-def pipeline(
-    redis_server: EmbeddedRedis,
-    sandbox_server: SandboxServer,
-    tmp_path_factory: pytest.TempPathFactory,
+@contextmanager
+def running_pipeline(
+    broker: str, redis_server: EmbeddedRedis, sandbox: SandboxServer, workdir: Path
 ) -> Iterator[Pipeline]:
-    workdir = tmp_path_factory.mktemp("pipeline")
-    targets = demo.write_targets(sandbox_server, workdir / "targets.toml")
+    """A worker process on the given broker (the ledger always on the embedded Redis).
+
+    On RabbitMQ the queues get unique names, since the server is shared.
+    """
+    broker_url = redis_server.url
+    queues = {
+        "STARTPROC_JOBS_QUEUE": "startproc.jobs",
+        "STARTPROC_RESULTS_QUEUE": "startproc.results",
+    }
+    if broker == "rabbitmq":
+        broker_url = RABBITMQ_URL
+        suffix = uuid.uuid4().hex[:8]
+        queues = {name: f"{value}.{suffix}" for name, value in queues.items()}
+    targets = demo.write_targets(sandbox, workdir / "targets.toml")
     env = {
-        "STARTPROC_BROKER_URL": redis_server.url,
+        "STARTPROC_BROKER_URL": broker_url,
         "STARTPROC_REDIS_URL": redis_server.url,
+        **queues,
         "STARTPROC_TARGETS": str(targets),
         "STARTPROC_HTTP_BACKOFF_INITIAL": "0.01",
         "STARTPROC_HTTP_BACKOFF_MAX": "0.2",
@@ -62,12 +101,14 @@ def pipeline(
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings.cache_clear()
-    stack = LocalStack(broker_url=redis_server.url, env=env, log_dir=workdir / "logs")
+    stack = LocalStack(broker_url=broker_url, env=env, log_dir=workdir / "logs")
     stack.start_worker(concurrency=4)
     try:
-        yield Pipeline(stack, sandbox_server, env, workdir / "logs")
+        yield Pipeline(stack, sandbox, env, workdir / "logs", broker=broker)
     finally:
         stack.stop()
+        if broker == "rabbitmq":
+            _delete_queues(broker_url, list(queues.values()))
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -76,8 +117,57 @@ def pipeline(
         settings.cache_clear()
 
 
+@pytest.fixture(scope="module")
+def pipeline(
+    redis_server: EmbeddedRedis,
+    sandbox_server: SandboxServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    with running_pipeline(
+        "redis", redis_server, sandbox_server, tmp_path_factory.mktemp("pipeline")
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def pipeline_any_broker(
+    request: pytest.FixtureRequest,
+    redis_server: EmbeddedRedis,
+    sandbox_server: SandboxServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    """The same pipeline on Redis and on RabbitMQ.
+
+    RabbitMQ runs on CI's machine; there its absence is a failure. Elsewhere
+    the RabbitMQ half is skipped with the reason shown.
+    """
+    if request.param == "rabbitmq" and not rabbitmq_reachable():
+        message = f"RabbitMQ not reachable at {RABBITMQ_URL}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    workdir = tmp_path_factory.mktemp(f"pipeline-{request.param}")
+    with running_pipeline(request.param, redis_server, sandbox_server, workdir) as running:
+        yield running
+
+
+def _delete_queues(url: str, names: list[str]) -> None:
+    with Connection(url) as conn:
+        channel = conn.channel()
+        for name in names:
+            channel.queue_delete(name)
+
+
 @pytest.fixture
 def live(pipeline: Pipeline, sandbox: SandboxServer, redis_url: str) -> Pipeline:
     """The module's pipeline with a clean Redis and sandboxes configured like the demo."""
     demo.configure_sandbox(sandbox)
     return pipeline
+
+
+@pytest.fixture
+def live_any(pipeline_any_broker: Pipeline, sandbox: SandboxServer, redis_url: str) -> Pipeline:
+    """Like `live`, once per broker, with an empty results queue (RabbitMQ keeps it)."""
+    demo.configure_sandbox(sandbox)
+    drain(pipeline_any_broker.broker_url, pipeline_any_broker.results_queue)
+    return pipeline_any_broker

@@ -30,9 +30,21 @@ def startproc(
 
 def test_enqueue_wait_json_created_exits_0(live: Pipeline) -> None:
     done = startproc(
-        "enqueue", "--target", "orders", "--process", "order-process",
-        "--var", "orderId=C-1", "--var", "amount=3.5", "--business-key", "C-1",
-        "--wait", "30", "--json", env=live.env,
+        "enqueue",
+        "--target",
+        "orders",
+        "--process",
+        "order-process",
+        "--var",
+        "orderId=C-1",
+        "--var",
+        "amount=3.5",
+        "--business-key",
+        "C-1",
+        "--wait",
+        "30",
+        "--json",
+        env=live.env,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -41,7 +53,9 @@ def test_enqueue_wait_json_created_exits_0(live: Pipeline) -> None:
     assert instance["variables"] == {"orderId": "C-1", "amount": 3.5}
 
     status = startproc("status", result["job_id"], "--json", env=live.env)
-    assert status.returncode == 0 and json.loads(status.stdout)["instance_id"] == result["instance_id"]
+    assert (
+        status.returncode == 0 and json.loads(status.stdout)["instance_id"] == result["instance_id"]
+    )
     by_key = startproc("status", "--key", "orders:order-process:C-1", "--json", env=live.env)
     assert json.loads(by_key.stdout)["job_id"] == result["job_id"]
 
@@ -94,7 +108,9 @@ def test_bad_targets_file_stops_the_worker_at_start(live: Pipeline, tmp_path: Pa
     done = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "solo"],
         env={**os.environ, **live.env, "STARTPROC_TARGETS": str(bad)},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0
     assert str(bad) in done.stderr and "did you mean 'camunda8'" in done.stderr
@@ -103,7 +119,9 @@ def test_bad_targets_file_stops_the_worker_at_start(live: Pipeline, tmp_path: Pa
 def test_dlq_list_show_purge(live: Pipeline) -> None:
     live.sandbox.app("tas").faults.script([{"drop": "after_commit"}])
     job_id = json.loads(
-        startproc("enqueue", "-t", "cases", "-p", "27", "-v", "amount=1", "--json", env=live.env).stdout
+        startproc(
+            "enqueue", "-t", "cases", "-p", "27", "-v", "amount=1", "--json", env=live.env
+        ).stdout
     )["job_id"]
     result = live.wait(job_id)
     assert result.status == "failed" and result.error and result.error.kind == "ambiguous"
@@ -118,10 +136,15 @@ def test_dlq_list_show_purge(live: Pipeline) -> None:
 def test_up_runs_embedded_redis_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STARTPROC_")}
     env["STARTPROC_TARGETS"] = str(tmp_path / "targets.toml")
-    (tmp_path / "targets.toml").write_text('[targets.a]\nengine = "tas"\nbase_url = "http://127.0.0.1:9"\n')
+    (tmp_path / "targets.toml").write_text(
+        '[targets.a]\nengine = "tas"\nbase_url = "http://127.0.0.1:9"\n'
+    )
     proc = subprocess.Popen(
         [*STARTPROC, "up", "--no-beat", "--concurrency", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
