@@ -73,6 +73,11 @@ INFLIGHT = f"{PREFIX}:inflight"
 INFLIGHT_DEADLINES = f"{PREFIX}:inflight:deadlines"
 
 
+def schedule_state_key(name: str) -> str:
+    """A schedule's beat state: ``cursor_ms``, ``last_slot_ms``, ``last_job_id``."""
+    return f"{PREFIX}:schedule:{name}"
+
+
 def deliveries_key(job_id: str, retries: int) -> str:
     """Counts deliveries of one Celery message (a retry is a new message)."""
     return f"{PREFIX}:deliveries:{job_id}:{retries}"

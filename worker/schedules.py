@@ -34,7 +34,7 @@ grace period late (60 s; one interval for shorter ``every`` schedules), e.g.
 because beat was down. On-time slots always fire. Missed slots: ``skip``
 starts none, ``latest`` starts the newest one, ``all`` starts them oldest
 first, at most ``catch_up_limit`` (the newest ones). A schedule beat has never
-seen starts with its next slot, whatever the policy.
+seen (no cursor in Redis) has nothing missed: only an on-time slot fires.
 """
 
 from __future__ import annotations
@@ -216,9 +216,17 @@ def _timing_problems(raw: Mapping[str, Any], where: str) -> list[str]:
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            hint = did_you_mean(zone, available_timezones())
-            problems.append(f"{where}.timezone: unknown IANA time zone {zone!r}{hint}")
+            problems.append(f"{where}.timezone: unknown IANA time zone {zone!r}{_zone_hint(zone)}")
     return problems
+
+
+def _zone_hint(zone: str) -> str:
+    """Zone names are case-sensitive: 'utc' -> 'UTC', then the closest spelling."""
+    zones = available_timezones()
+    by_case = {z.lower(): z for z in zones}
+    if zone.lower() in by_case:
+        return f" (did you mean {by_case[zone.lower()]!r}?)"
+    return did_you_mean(zone, zones)
 
 
 def _problems(name: str, raw: Mapping[str, Any], target_names: Collection[str] | None) -> list[str]:

@@ -55,8 +55,10 @@ def build_firer(cfg: Settings) -> tuple[Firer | None, str]:
     from worker.connections import shared_redis
 
     path = cfg.schedules
-    if not path.exists() and "schedules" not in cfg.model_fields_set:
-        return None, f"no schedules ({path} does not exist)"
+    if not path.exists():
+        if "schedules" not in cfg.model_fields_set:
+            return None, f"no schedules ({path} does not exist)"
+        raise ConfigError(f"{path}: schedules file not found (set STARTPROC_SCHEDULES)")
     schedules = load_schedules(path, load_targets(cfg.targets))
     if not schedules:
         return None, f"no schedules in {path}"

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from worker.keys import PREFIX
+from worker.keys import schedule_state_key
 
 _ADVANCE = """
 local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor_ms') or '-1')
@@ -35,9 +35,6 @@ return 1
 """
 
 
-def schedule_state_key(name: str) -> str:
-    """Redis key of a schedule's state (belongs in `worker.keys` with the others)."""
-    return f"{PREFIX}:schedule:{name}"
 
 
 def _ms(moment: datetime) -> int:

@@ -74,6 +74,16 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
+def format_duration(seconds: int) -> str:
+    """The inverse of `parse_duration`: 5400 -> ``"1h30m"``."""
+    parts = []
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 @dataclass(frozen=True)
 class Every:
     """A fixed interval, aligned to the Unix epoch so every process agrees on the slots."""
@@ -103,7 +113,7 @@ class Every:
             n -= 1
 
     def describe(self) -> str:
-        return f"every {self.seconds}s"
+        return f"every {format_duration(self.seconds)}"
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,7 @@ class Cron:
                 last = instant
 
     def describe(self) -> str:
-        return f"cron {self.expression!r} {self.zone.key}"
+        return f"cron {self.expression} {self.zone.key}"
 
 
 def validate_cron(expression: str) -> None:

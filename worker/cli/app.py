@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import jobs, local, ops, schedules
+from worker.cli import batch, jobs, local, ops, schedules, serve
 from worker.cli.common import EXIT_USAGE, err_console
 from worker.errors import ConfigError
 
@@ -21,8 +21,10 @@ app.command()(jobs.results)
 app.command()(local.up)
 app.command()(local.demo)
 app.command()(ops.sandbox)
+app.command()(serve.serve)
 app.add_typer(ops.targets_app, name="targets")
 app.add_typer(ops.dlq_app, name="dlq")
+app.add_typer(batch.batch_app, name="batch")
 app.add_typer(schedules.schedules_app, name="schedules")
 
 

@@ -105,6 +105,13 @@ def _row(schedule: Schedule, now: datetime, count: int) -> dict[str, Any]:
     }
 
 
+def _short(slot: datetime, schedule: Schedule) -> str:
+    """``2026-03-29 03:00 CEST = 01:00Z`` (seconds only when the slot has them)."""
+    clock = "%H:%M:%S" if slot.second else "%H:%M"
+    there = slot.astimezone(schedule.zone)
+    return f"{there:%Y-%m-%d} {there.strftime(clock)} {there.tzname()} = {slot.strftime(clock)}Z"
+
+
 @schedules_app.command("list")
 def schedules_list(
     path: Path | None = FileOption,
@@ -123,18 +130,18 @@ def schedules_list(
         emit_json(rows)
         return
     table = Table(title=f"schedules ({path})")
-    for column in ("name", "enabled", "target", "when", "next (local / UTC)", "last"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        nxt = "\n".join(f"{n['local']}  {n['utc']}" for n in row["next"])
+    table.add_column("schedule", overflow="fold")
+    table.add_column("target", no_wrap=True)
+    table.add_column("next (its zone = UTC)", no_wrap=True)
+    table.add_column("last started", overflow="fold")
+    for row, schedule in zip(rows, schedules, strict=True):
+        off = "" if row["enabled"] else " [yellow](disabled)[/]"
         done = row["last"]
         table.add_row(
-            row["name"],
-            "yes" if row["enabled"] else "[yellow]no[/]",
+            f"[bold]{row['name']}[/]{off}\n[dim]{row['when']}\ncatch_up {row['catch_up']}[/]",
             row["target"],
-            f"{row['when']}\ncatch_up {row['catch_up']}",
-            nxt,
-            f"{done['slot']} {done['status']}" if done else "",
+            "\n".join(_short(s, schedule) for s in schedule.next_slots(now, count)),
+            f"{done['slot']}\n{done['status']}" if done else "",
         )
     console.print(table)
     if isinstance(last, str):
