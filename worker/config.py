@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigError
 from worker.models import TARGET_NAME
-from worker.validation import describe, did_you_mean
+from worker.validation import describe, did_you_mean, named_tables
 
 ENGINE_NAMES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -304,20 +304,9 @@ class Targets(Mapping[str, Target]):
         cls, data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "targets"
     ) -> Targets:
         env = os.environ if env is None else env
-        problems = [
-            f"{key}: unknown top-level key{did_you_mean(key, ['targets'])}"
-            for key in data
-            if key != "targets"
-        ]
-        raw_targets = data.get("targets", {})
-        if not isinstance(raw_targets, dict):
-            problems.append("targets: expected a table of targets")
-            raw_targets = {}
+        raw_targets, problems = named_tables(data, "targets", "target", TARGET_NAME)
         targets: dict[str, Target] = {}
         for name, raw in raw_targets.items():
-            if not re.match(TARGET_NAME, name):
-                problems.append(f"targets.{name}: target names match {TARGET_NAME}")
-                continue
             target, found = _target_problems(name, raw, env)
             problems.extend(found)
             if target is not None:

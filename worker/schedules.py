@@ -39,7 +39,6 @@ seen (no cursor in Redis) has nothing missed: only an on-time slot fires.
 
 from __future__ import annotations
 
-import re
 import tomllib
 import uuid
 from collections.abc import Collection, Mapping
@@ -56,7 +55,7 @@ from worker.errors import ConfigError, InvalidJob
 from worker.models import TARGET_NAME, Job
 from worker.schedules_template import check_value, render_value, slot_context
 from worker.schedules_timing import Cron, Every, Timing, iso_utc, parse_duration, validate_cron
-from worker.validation import describe, did_you_mean
+from worker.validation import describe, did_you_mean, named_tables
 
 CatchUp = Literal["skip", "latest", "all"]
 CATCH_UP: tuple[CatchUp, ...] = ("skip", "latest", "all")
@@ -289,20 +288,9 @@ def parse_schedules(
     ``target_names`` None skips the target check (``schedules list`` on a
     machine without the targets' secrets); beat and ``schedules check`` pass them.
     """
-    problems = [
-        f"{key}: unknown top-level key{did_you_mean(key, ['schedules'])}"
-        for key in data
-        if key != "schedules"
-    ]
-    tables = data.get("schedules", {})
-    if not isinstance(tables, dict):
-        problems.append("schedules: expected a table of schedules")
-        tables = {}
+    tables, problems = named_tables(data, "schedules", "schedule", TARGET_NAME)
     schedules: list[Schedule] = []
     for name, raw in tables.items():
-        if not re.match(TARGET_NAME, name):
-            problems.append(f"schedules.{name}: schedule names match {TARGET_NAME}")
-            continue
         if not isinstance(raw, dict):
             problems.append(f"schedules.{name}: expected a table")
             continue

@@ -8,7 +8,9 @@ suggest anything; users of a CLI or a results queue need
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -17,6 +19,28 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` or an empty string when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def named_tables(
+    data: Mapping[str, Any], section: str, noun: str, name_pattern: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``[section.NAME]`` tables of a config file, and a problem for anything else."""
+    problems = [
+        f"{key}: unknown top-level key{did_you_mean(key, [section])}"
+        for key in data
+        if key != section
+    ]
+    tables = data.get(section, {})
+    if not isinstance(tables, dict):
+        problems.append(f"{section}: expected a table of {section}")
+        tables = {}
+    named = {}
+    for name, raw in tables.items():
+        if not re.match(name_pattern, name):
+            problems.append(f"{section}.{name}: {noun} names match {name_pattern}")
+        else:
+            named[name] = raw
+    return named, problems
 
 
 def dotted(loc: Iterable[int | str]) -> str:
