@@ -47,6 +47,7 @@ def test_a_good_file_loads_with_secrets_hidden(tmp_path: Path) -> None:
         (GOOD, "targets.orders.auth.client_secret: environment variable ORDERS_SECRET is not set"),
         ('[targets.a]\nengine = "camunda9"\nbase_url = "http://x"', "did you mean 'camunda8'"),
         ('[targets.a]\nbase_url = "http://x"', "targets.a.engine: missing"),
+        ('[targets.a]\nengin = "tas"', "targets.a.engin: unknown field (did you mean 'engine'?)"),
         (
             '[targets.a]\nengine = "tas"\nbase_url = "http://x"\ntimout = 3',
             "did you mean 'timeout'",

@@ -260,7 +260,12 @@ def _target_problems(
     if engine not in TARGET_MODELS:
         hint = did_you_mean(str(engine), ENGINE_NAMES) if engine else ""
         reason = "missing" if engine is None else f"unknown engine {engine!r}{hint}"
-        return None, [f"{where}.engine: {reason}; one of {', '.join(ENGINE_NAMES)}"]
+        misspelt = [
+            f"{where}.{key}: unknown field (did you mean 'engine'?)"
+            for key in raw
+            if engine is None and did_you_mean(key, ["engine"])
+        ]
+        return None, [f"{where}.engine: {reason}; one of {', '.join(ENGINE_NAMES)}", *misspelt]
     problems: list[str] = []
     expanded = expand_vars(raw, env, where, problems)
     if problems:
