@@ -25,6 +25,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
 faults: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest tests/faults -m faults_long $(PYTEST_ARGS)
 

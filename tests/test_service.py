@@ -293,3 +293,12 @@ def test_retry_ambiguous_opt_in_resends(redis_url: str, sandbox: SandboxServer) 
     assert isinstance(run(runtime, job), RetryLater)
     assert run(runtime, job, retries=1).status == "created"
     assert sandbox.app("tas").count() == 1
+
+
+def test_lookup_by_key_without_target_is_literal(rt: Runtime) -> None:
+    run(rt, {**C8_JOB, "idempotency_key": "shop:1"}, "job-a")
+    run(rt, {**C8_JOB, "variables": {"x": 1}, "idempotency_key": "1"}, "job-b")
+    assert rt.results.get_by_key("shop:1").job_id == "job-a"
+    assert rt.results.get_by_key("1").job_id == "job-b"
+    assert rt.results.get_by_key("shop:*") is None
+    assert rt.results.get_by_key("*") is None

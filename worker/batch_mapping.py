@@ -49,7 +49,9 @@ def _text(value: Any) -> str:
         return value
     if isinstance(value, bool) or value is None or isinstance(value, int | float):
         return json.dumps(value)
-    raise CellError(f"expected a text value, got {'an array' if isinstance(value, list) else 'an object'}")
+    raise CellError(
+        f"expected a text value, got {'an array' if isinstance(value, list) else 'an object'}"
+    )
 
 
 def to_string(value: Any, _fmt: str | None) -> JsonValue:
@@ -68,20 +70,23 @@ def to_int(value: Any, _fmt: str | None) -> JsonValue:
         value = int(text)
     if not -INT64 <= value < INT64:
         raise CellError(f"{value} does not fit in 64 bits")
-    return value
+    return int(value)
 
 
-def to_float(value: Any, _fmt: str | None) -> JsonValue:
+def to_float(value: Any, decimal: str | None) -> JsonValue:
+    """``format`` of a float column is its decimal separator: ``","`` reads ``12,5``."""
     if isinstance(value, bool):
         raise CellError("expected a number, got a boolean")
     if isinstance(value, int | float):
         number = float(value)
     else:
-        text = _text(value).strip()
+        shown = text = _text(value).strip()
+        if decimal and decimal != ".":
+            text = text.replace(".", "").replace(decimal, ".")
         try:
             number = float(text)
         except ValueError:
-            raise CellError(f"{text[:40]!r} is not a number") from None
+            raise CellError(f"{shown[:40]!r} is not a number") from None
     if not math.isfinite(number):
         raise CellError("NaN and infinity are not JSON numbers")
     return number
@@ -247,26 +252,26 @@ class BatchMapping:
 
 
 def parse_map(text: str) -> Column:
-    """``column``, ``column:type``, ``column=variable`` or ``column=variable:type``."""
+    """``column``, ``column:type``, ``column=variable`` or ``column=variable:type``.
+
+    A column whose name holds ``:`` or ``=`` needs the long form: ``a:b=v:string``.
+    """
     source, sep, rest = text.partition("=")
     if not sep:
-        source, rest = text, ""
-        base, _, kind = source.rpartition(":")
-        if base and kind in TYPES:
-            source, rest = base, f":{kind}"
-    variable, kind = rest, "string"
-    head, colon, tail = rest.rpartition(":")
-    if colon:
-        if tail not in TYPES:
-            raise ConfigError(
-                f"--map {text!r}: unknown type {tail!r}{did_you_mean(tail, TYPES)}; "
-                f"one of {', '.join(TYPES)}"
-            )
-        variable, kind = head, tail
-    source = source.strip()
+        base, colon, kind = text.rpartition(":")
+        source, rest = (base, f"{base}:{kind}") if colon else (text, text)
+    variable, colon, kind = rest.rpartition(":")
+    if not colon:
+        variable, kind = rest, "string"
+    if kind not in TYPES:
+        raise ConfigError(
+            f"--map {text!r}: unknown type {kind!r}{did_you_mean(kind, TYPES)}; "
+            f"one of {', '.join(TYPES)}"
+        )
+    source, variable = source.strip(), variable.strip()
     if not source:
         raise ConfigError(f"--map {text!r}: expected COLUMN[=VARIABLE][:TYPE]")
-    return Column(source=source, variable=variable.strip() or source, type=kind)  # type: ignore[arg-type]
+    return Column(source=source, variable=variable or source, type=kind)  # type: ignore[arg-type]
 
 
 class _ColumnFile(BaseModel):

@@ -18,10 +18,10 @@ from rich.progress import (
     TaskID,
     TaskProgressColumn,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.progress import Progress as RichBars
+from rich.table import Column
 from rich.text import Text
 
 
@@ -53,8 +53,8 @@ class RowsPerSecond(ProgressColumn):
     def render(self, task: Task) -> Text:
         rows = int(task.fields.get("rows", 0))
         elapsed = task.elapsed or 0.0
-        rate = f"{rows / elapsed:,.0f} rows/s" if elapsed > 0.2 else "… rows/s"
-        return Text(f"{rows:,} rows  {rate}", style="progress.data.speed")
+        rate = f"{rows / elapsed:,.0f}/s" if elapsed > 0.2 else "…/s"
+        return Text(f"{rows:,} rows {rate}", style="progress.data.speed")
 
 
 LABELS = {"validate": "validating", "enqueue": "enqueueing", "wait": "results"}
@@ -66,13 +66,14 @@ class RichProgress:
     def __init__(self, console: Console) -> None:
         self._bars = RichBars(
             TextColumn("[bold]{task.description:<10}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             TaskProgressColumn(),
-            RowsPerSecond(),
-            TimeElapsedColumn(),
+            RowsPerSecond(table_column=Column(no_wrap=True)),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[note]}"),
+            TextColumn(
+                "{task.fields[note]}", table_column=Column(no_wrap=True, overflow="ellipsis")
+            ),
             console=console,
             refresh_per_second=8,
         )

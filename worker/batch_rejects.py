@@ -1,8 +1,9 @@
 """The rejects file: every row that failed validation, with where and why.
 
-Written while validating (streamed, never collected), in the input's own
-format: CSV gets ``line,column,error`` in front of the original columns,
-JSONL gets ``{"line", "errors": [{"column", "reason"}], "row"}``. It is a
+Written while validating (streamed, never collected), as CSV or JSONL by
+the file's suffix (else the input's format): CSV gets ``line,column,error``
+in front of the original columns (a JSONL input's row goes in one ``row``
+column as JSON), JSONL gets ``{"line", "errors": [{"column", "reason"}], "row"}``. It is a
 list to fix from, not a file to feed back: fix the rows in the original file
 and run it again; the rows already started are skipped by their keys.
 """
@@ -29,13 +30,24 @@ def default_rejects_path(source_name: str, fmt: Format, batch_id: str) -> Path:
     return path.with_name(f"{path.stem}.rejects{suffix}")
 
 
+def rejects_format(path: Path, input_format: Format) -> Format:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    return "csv" if suffix == ".csv" else input_format
+
+
+def _json(values: dict[str, Any]) -> str:
+    return json.dumps(values, ensure_ascii=False, default=str)
+
+
 class RejectsWriter:
     """Opened on the first rejected row, so a clean file leaves no empty rejects file behind."""
 
-    def __init__(self, path: Path, fmt: Format, header: list[str]) -> None:
+    def __init__(self, path: Path, input_format: Format, header: list[str]) -> None:
         self.path = path
-        self.format = fmt
-        self.header = header
+        self.format = rejects_format(path, input_format)
+        self.header = header if input_format == "csv" else []
         self.count = 0
         self._handle: IO[str] | None = None
         self._csv: Any = None
@@ -49,17 +61,18 @@ class RejectsWriter:
                 "errors": [{"column": e.column, "reason": e.reason} for e in errors],
                 "row": values,
             }
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            handle.write(_json(record) + "\n")
             return
         columns = ";".join(dict.fromkeys(e.column for e in errors if e.column))
         reasons = "; ".join(e.reason for e in errors)
-        self._csv.writerow([line, columns, reasons, *(values.get(h, "") for h in self.header)])
+        cells = [values.get(h, "") for h in self.header] if self.header else [_json(values)]
+        self._csv.writerow([line, columns, reasons, *cells])
 
     def _open(self) -> IO[str]:
         self._handle = self.path.open("w", encoding="utf-8", newline="")
         if self.format == "csv":
             self._csv = csv.writer(self._handle)
-            self._csv.writerow(["line", "column", "error", *self.header])
+            self._csv.writerow(["line", "column", "error", *(self.header or ["row"])])
         return self._handle
 
     def close(self) -> None:

@@ -7,10 +7,11 @@ Two sources, each for what it answers cheaply:
   submit (expected rows, target, process, file) answer ``batch status`` at
   any time in O(1), without scanning a queue;
 * the results index by job id answers "has *this* row finished, and how?".
-  Job ids are derived from the rows (`worker.batch_rows.job_id_for`), so the
-  wait and the report walk the run's spool and MGET the result keys in
-  chunks: exact per row and per run, whatever earlier runs of the same batch
-  id left in the counters.
+  The run's manifest names the job answering for each row (sent now, or
+  started by an earlier run), so the wait and the report walk it and MGET
+  the result keys in chunks: exact per row and per run, whatever earlier
+  runs of the same batch id added to the counters (a row that failed and
+  was retried counts its failure and its success there).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from typing import IO, Any
 import redis
 
 from worker import keys
-from worker.batch_spool import Entry
+from worker.batch_spool import Answer, Entry
+from worker.models import iso_ms, utcnow
 
 STATUSES = ("created", "duplicate", "failed")
 REPORT_FIELDS = ("line", "business_key", "status", "instance_id", "error", "job_id")
 WINDOW = 2000
+POLL_SECONDS = 0.2
 
 
 def counters_key(batch_id: str) -> str:
@@ -66,7 +69,7 @@ class Tally:
             setattr(self, status, getattr(self, status) + 1)
 
     def note(self) -> str:
-        return f"created {self.created} · duplicate {self.duplicate} · failed {self.failed}"
+        return f"created {self.created:,} dup {self.duplicate:,} failed {self.failed:,}"
 
 
 @dataclass
@@ -94,15 +97,17 @@ class BatchStatus:
         return {**asdict(self), "done": self.done, "pending": self.pending}
 
 
+def iso_now() -> str:
+    return iso_ms(utcnow())
+
+
 def write_meta(
     client: redis.Redis, batch_id: str, ttl_seconds: int, expected: int, **fields: str
 ) -> None:
     """What ``batch status`` needs to say "pending": the row count of the latest submit."""
     pipe = client.pipeline(transaction=True)
-    pipe.hset(
-        meta_key(batch_id),
-        mapping={"expected": expected, "submitted_at": str(time.time()), **fields},
-    )
+    meta: dict[Any, Any] = {"expected": expected, "submitted_at": iso_now(), **fields}
+    pipe.hset(meta_key(batch_id), mapping=meta)
     pipe.expire(meta_key(batch_id), ttl_seconds)
     pipe.execute()
 
@@ -112,7 +117,12 @@ def read_status(client: redis.Redis, batch_id: str) -> BatchStatus:
     pipe.hgetall(counters_key(batch_id))
     pipe.hgetall(meta_key(batch_id))
     counts, meta = pipe.execute()
-    status = BatchStatus(batch_id, **{s: int(counts.get(s, 0)) for s in STATUSES})
+    status = BatchStatus(
+        batch_id,
+        created=int(counts.get("created", 0)),
+        duplicate=int(counts.get("duplicate", 0)),
+        failed=int(counts.get("failed", 0)),
+    )
     if meta:
         status.expected = int(meta.pop("expected", 0))
         status.meta = dict(meta)
@@ -120,7 +130,7 @@ def read_status(client: redis.Redis, batch_id: str) -> BatchStatus:
 
 
 def _fetch(client: redis.Redis, job_ids: list[str]) -> list[dict[str, Any] | None]:
-    values: list[Any] = client.mget([keys.result_key(j) for j in job_ids])  # type: ignore[assignment]
+    values: list[Any] = client.mget([keys.result_key(j) for j in job_ids])
     return [json.loads(v) if v else None for v in values]
 
 
@@ -130,13 +140,14 @@ def wait_for(
     total: int,
     timeout: float | None,
     on_update: Callable[[Tally], None] = lambda _t: None,
+    interval: float = POLL_SECONDS,
 ) -> Tally:
     """Until every job has a result or ``timeout`` seconds pass (None: no limit).
 
     Checks a sliding window of at most `WINDOW` unfinished jobs, refilled in
-    file order, so memory stays flat; between checks it blocks on the
-    notification of the oldest unfinished job (`ResultStore.publish_pending`
-    pushes one) rather than sleeping blindly.
+    file order, so memory stays flat however long the batch; one MGET per
+    ``interval`` whatever the rate results arrive at (a busy loop here would
+    take CPU from the workers on a small machine).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     tally = Tally(total)
@@ -146,6 +157,7 @@ def wait_for(
         window.extend(islice(source, WINDOW - len(window)))
         if not window:
             return tally
+        more = len(window) == WINDOW  # the source may hold further rows
         pending = list(window)
         window.clear()
         for job_id, result in zip(pending, _fetch(client, pending), strict=True):
@@ -154,52 +166,56 @@ def wait_for(
             else:
                 tally.add(str(result.get("status")))
         on_update(tally)
-        if not window:
-            continue
+        if more and len(window) <= WINDOW // 2:
+            continue  # half the window finished: look at the next rows now
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return tally
-        pause = 0.25 if remaining is None else min(remaining, 0.25)
-        # Returns at once when the oldest unfinished job has already published.
-        client.blpop([keys.result_waiters(window[0])], timeout=max(pause, 0.01))
+        time.sleep(interval if remaining is None else min(interval, remaining))
 
 
 def report_rows(
-    client: redis.Redis | None, entries: Iterator[Entry], sent_rows: int | None = None
+    client: redis.Redis | None, entries: Iterator[Entry], answers: Iterator[Answer]
 ) -> Iterator[dict[str, Any]]:
     """One report row per spooled row: its result, or rejected / pending / not_sent.
 
-    ``sent_rows`` is how many valid rows pass 2 reached (None: all of them).
+    ``answers`` holds one item per valid row that pass 2 reached, in order;
+    valid rows after the last answer were not sent (an interrupted run).
     """
-    valid_seen = 0
     while True:
         chunk = list(islice(entries, 1000))
         if not chunk:
             return
-        ids = [e.job_id for e in chunk if e.job_id]
+        pairs = [(e, next(answers, None) if e.key else None) for e in chunk]
+        ids = [a.job_id for _, a in pairs if a is not None]
         results = dict(zip(ids, _fetch(client, ids), strict=True)) if client and ids else {}
-        for entry in chunk:
-            row: dict[str, Any] = {
-                "line": entry.line,
-                "business_key": entry.business_key,
-                "status": "rejected",
-                "instance_id": None,
-                "error": entry.error,
-                "job_id": entry.job_id,
-            }
-            if entry.job_id:
-                valid_seen += 1
-                result = results.get(entry.job_id)
-                if result is not None:
-                    error = result.get("error") or {}
-                    row["status"] = result.get("status")
-                    row["instance_id"] = result.get("instance_id")
-                    row["error"] = f"{error['kind']}: {error['message']}" if error else None
-                elif sent_rows is not None and valid_seen > sent_rows:
-                    row["status"] = "not_sent"
-                else:
-                    row["status"] = "pending"
-            yield row
+        for entry, answer in pairs:
+            yield _report_row(entry, answer, results.get(answer.job_id) if answer else None)
+
+
+def _report_row(
+    entry: Entry, answer: Answer | None, result: dict[str, Any] | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "line": entry.line,
+        "business_key": entry.business_key,
+        "status": "rejected",
+        "instance_id": None,
+        "error": entry.error,
+        "job_id": answer.job_id if answer else None,
+    }
+    if entry.key is None:
+        return row
+    if answer is None:
+        row["status"] = "not_sent"
+    elif result is None:
+        row["status"] = "pending"
+    else:
+        error = result.get("error") or {}
+        row["status"] = result.get("status")
+        row["instance_id"] = result.get("instance_id")
+        row["error"] = f"{error.get('kind')}: {error.get('message')}" if error else None
+    return row
 
 
 def write_report(path: Path, rows: Iterable[dict[str, Any]]) -> int:

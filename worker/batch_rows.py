@@ -6,16 +6,12 @@ keys inside the file, and the engine's own rules, by calling the target's
 adapter ``build_request`` (no HTTP): a TAS target refuses booleans here
 exactly as the worker would.
 
-Keys and ids are derived, never random, so a re-run of the same file sends
-the same jobs:
-
-* idempotency key = ``batch:{batch_id}:{business key}``, or with the sha256 of
-  the row's normalised variables in place of a missing business key;
-* job id = a hash of batch id, idempotency key and payload fingerprint. The
-  same row sent again is the same job (the worker answers from the results
-  index, and ``--report`` finds its result); a row whose content changed
-  under the same business key is a new job that the ledger fails as a
-  ``conflict`` instead of silently keeping the old instance.
+The idempotency key is derived, never random, so a re-run of the same file
+asks for the same starts: ``batch:{batch_id}:{business key}``, or with the
+sha256 of the row's normalised variables in place of a missing business
+key. The ledger then lets each key start at most one instance, however many
+runs send it; a row whose content changed under the same business key fails
+as a ``conflict`` instead of silently keeping the old instance.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ from worker.batch_mapping import BatchMapping
 from worker.batch_source import Record
 from worker.engines.base import Engine
 from worker.errors import InvalidJob
-from worker.keys import fingerprint
 from worker.models import MAX_JOB_BYTES, Job
 from worker.validation import describe
 
@@ -53,7 +48,6 @@ class ValidRow:
     line: int
     business_key: str | None
     key: str
-    job_id: str
     variables: dict[str, Any]
 
 
@@ -65,11 +59,6 @@ def content_hash(variables: dict[str, Any]) -> str:
 
 def row_key(batch_id: str, business_key: str | None, variables: dict[str, Any]) -> str:
     return f"batch:{batch_id}:{business_key or content_hash(variables)}"
-
-
-def job_id_for(batch_id: str, key: str, payload_fingerprint: str) -> str:
-    digest = hashlib.sha256(f"{batch_id}\0{key}\0{payload_fingerprint}".encode()).hexdigest()
-    return f"batch-{digest[:40]}"
 
 
 class SeenKeys:
@@ -169,7 +158,9 @@ class Validator:
                 if business_key
                 else "same content as another row (no business key to tell them apart)"
             )
-            errors.append(RowError(line, self.mapping.business_key or "", f"{what}, first on line {first}"))
+            errors.append(
+                RowError(line, self.mapping.business_key or "", f"{what}, first on line {first}")
+            )
         if errors:
             return errors
         try:
@@ -177,8 +168,7 @@ class Validator:
             self.engine.build_request(job, key)
         except InvalidJob as exc:
             return [RowError(line, self._column(exc.message), exc.message)]
-        job_id = job_id_for(self.batch_id, key, fingerprint(job.payload()))
-        return ValidRow(line, business_key, key, job_id, variables)
+        return ValidRow(line, business_key, key, variables)
 
     def _business_key(self, record: Record, errors: list[RowError]) -> str | None:
         column = self.mapping.business_key

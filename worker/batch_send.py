@@ -9,8 +9,15 @@ needs, per chunk:
 * ``argsrepr``/``kwargsrepr`` given and the queue declared once: Celery would
   otherwise ``saferepr`` every job's variables and re-check the queue per
   message, which costs more than the send itself;
-* a look-up of which job ids already have a result, so a re-run of a file
-  (or of the rest of it after Ctrl-C) does not re-send finished rows.
+* a look-up of each row's key in the results index, so a re-run of a file
+  (or of the rest of it after Ctrl-C) does not re-send rows already started
+  (``created``/``duplicate``). Rows that *failed* are sent again: the ledger
+  lets a failed key be retried and never a succeeded one. Rows without any
+  result yet (still queued from the run before) are sent again too; the
+  ledger answers the second copy ``duplicate``.
+
+Every send gets a fresh job id: a message re-sent by many runs must not look
+like one message redelivered many times (the worker's poison-message count).
 
 Ctrl-C while a chunk is being published is held until the chunk is out, so
 every chunk is sent whole or not at all; a second Ctrl-C stops at once
@@ -20,6 +27,7 @@ every chunk is sent whole or not at all; a second Ctrl-C stops at once
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 from collections.abc import Iterator
@@ -61,14 +69,29 @@ class InterruptGuard:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def finished(client: redis.Redis | None, job_ids: list[str]) -> set[str]:
-    """The ids among ``job_ids`` that already have a result (one pipelined round trip)."""
-    if client is None or not job_ids:
-        return set()
+DONE = ("created", "duplicate")
+
+
+def earlier_answers(client: redis.Redis | None, target: str, row_keys: list[str]) -> dict[str, str]:
+    """Key -> job id, for the keys whose latest result started (or found) an instance.
+
+    Two pipelined round trips per chunk: key -> job id, then job id -> result.
+    """
+    if client is None or not row_keys:
+        return {}
     pipe = client.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.exists(keys.result_key(job_id))
-    return {job_id for job_id, found in zip(job_ids, pipe.execute(), strict=True) if found}
+    for key in row_keys:
+        pipe.get(keys.result_by_idempotency_key(target, key))
+    found = {k: str(j) for k, j in zip(row_keys, pipe.execute(), strict=True) if j}
+    if not found:
+        return {}
+    for job_id in found.values():
+        pipe.get(keys.result_key(job_id))
+    answers = {}
+    for (key, job_id), raw in zip(found.items(), pipe.execute(), strict=True):
+        if raw and json.loads(raw).get("status") in DONE:
+            answers[key] = job_id
+    return answers
 
 
 class Sender:
@@ -100,14 +123,19 @@ class Sender:
         batch = getattr(self.producer, "batch", None)
         return batch(max_size=max(size, 1)) if batch is not None else contextlib.nullcontext()
 
-    def send(self, jobs: list[dict[str, Any]]) -> tuple[int, int]:
-        """Publish the jobs without a result yet; (sent, already finished)."""
+    def send(self, jobs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+        """Publish the jobs whose rows were not started before; per job (answering id, earlier)."""
         from worker.celery_app import TASK_NAME
 
-        done = finished(self.client, [job["job_id"] for job in jobs])
-        todo = [job for job in jobs if job["job_id"] not in done]
-        with self._batch(len(todo)):
-            for job in todo:
+        target = str(jobs[0]["target"]) if jobs else ""
+        earlier = earlier_answers(self.client, target, [job["idempotency_key"] for job in jobs])
+        answers: list[tuple[str, bool]] = []
+        with self._batch(len(jobs) - len(earlier)):
+            for job in jobs:
+                previous = earlier.get(job["idempotency_key"])
+                if previous is not None:
+                    answers.append((previous, True))
+                    continue
                 self.app.send_task(
                     TASK_NAME,
                     kwargs={"job": job},
@@ -119,7 +147,8 @@ class Sender:
                     argsrepr="()",
                     kwargsrepr=f"{{'job': <batch {job.get('batch_id')}>}}",
                 )
-        return len(todo), len(done)
+                answers.append((job["job_id"], False))
+        return answers
 
 
 def chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -61,32 +61,46 @@ class Source:
     def records(self, position: list[int] | None = None) -> Iterator[Record]:
         """Every record in file order; ``position[0]`` tracks bytes read (for progress)."""
         with self.path.open("rb") as raw:
-            text = io.TextIOWrapper(raw, encoding=self.encoding, newline="")
-            reader = self._csv(text) if self.format == "csv" else self._jsonl(text)
-            line = 0
-            try:
-                for line, record in enumerate(reader, start=1):
-                    if position is not None and line % 256 == 0:
-                        position[0] = raw.tell()
-                    yield record
-            except UnicodeDecodeError as exc:
-                raise SourceError(
-                    f"{self.display_name}: after line {line}: not valid {self.encoding} "
-                    f"({exc.reason}); give the file's encoding with --encoding"
-                ) from None
+            lines = self._lines(raw)
+            reader = self._csv(lines) if self.format == "csv" else self._jsonl(lines)
+            for count, record in enumerate(reader, start=1):
+                if position is not None and count % 256 == 0:
+                    position[0] = raw.tell()
+                yield record
             if position is not None:
                 position[0] = self.size
+
+    def _lines(self, raw: BinaryIO) -> Iterator[str]:
+        """Decoded lines; per line where the encoding allows, so a bad byte has a line number."""
+        if "a\n".encode(self.encoding) != b"a\n":  # UTF-16/32: newlines are not single bytes
+            number = 0
+            try:
+                for number, text in enumerate(  # noqa: B007 - read in the except
+                    io.TextIOWrapper(raw, encoding=self.encoding, newline=""), start=1
+                ):
+                    yield text
+            except UnicodeDecodeError as exc:
+                raise SourceError(
+                    f"{self.display_name}: after line {number}: not valid {self.encoding} "
+                    f"({exc.reason}); give the file's encoding with --encoding"
+                ) from None
+            return
+        decode = codecs.getdecoder(self.encoding)
+        for number, data in enumerate(raw, start=1):
+            try:
+                yield decode(data)[0]
+            except UnicodeDecodeError as exc:
+                raise SourceError(
+                    f"{self.display_name}: line {number}: not valid {self.encoding} "
+                    f"({exc.reason}); give the file's encoding with --encoding"
+                ) from None
 
     def header(self) -> list[str]:
         """The CSV header (JSONL has none: an empty list)."""
         if self.format != "csv":
             return []
         with self.path.open("rb") as raw:
-            text = io.TextIOWrapper(raw, encoding=self.encoding, newline="")
-            try:
-                row = next(csv.reader(text, delimiter=self.delimiter), None)
-            except UnicodeDecodeError:
-                row = None
+            row = next(csv.reader(self._lines(raw), delimiter=self.delimiter), None)
         return self._check_header(row)
 
     def _check_header(self, row: list[str] | None) -> list[str]:
@@ -102,8 +116,8 @@ class Source:
             seen.add(name)
         return names
 
-    def _csv(self, text: io.TextIOWrapper) -> Iterator[Record]:
-        reader = csv.reader(text, delimiter=self.delimiter, strict=False)
+    def _csv(self, lines: Iterator[str]) -> Iterator[Record]:
+        reader = csv.reader(lines, delimiter=self.delimiter, strict=False)
         header = self._check_header(next(reader, None))
         width = len(header)
         start = reader.line_num + 1
@@ -117,8 +131,8 @@ class Source:
                 continue
             yield Record(line, dict(zip(header, row, strict=True)))
 
-    def _jsonl(self, text: io.TextIOWrapper) -> Iterator[Record]:
-        for line, content in enumerate(text, start=1):
+    def _jsonl(self, lines: Iterator[str]) -> Iterator[Record]:
+        for line, content in enumerate(lines, start=1):
             if not content.strip():
                 continue
             try:
@@ -200,7 +214,7 @@ def open_source(
         if len(delimiter) != 1:
             raise SourceError(f"--delimiter {delimiter!r}: expected one character")
     elif fmt == "csv":
-        delimiter = detect_delimiter(text[:64 * 1024])
+        delimiter = detect_delimiter(text[: 64 * 1024])
     return Source(path, fmt, encoding, delimiter or ",", size, name)
 
 

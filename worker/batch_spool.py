@@ -1,12 +1,16 @@
-"""The validated batch on disk: what pass 2 sends, and what the report and the wait read.
+"""The batch on disk: what pass 2 sends, and which job answers for each row.
 
-Pass 1 writes one compact JSON line per row (valid rows with their job id,
-key and variables; rejected rows with their reasons) to an anonymous
-temporary file, so what is sent is exactly what was validated (a file
-edited between the passes cannot slip an unchecked row in), stdin needs no
-second read, and memory stays flat. The cost is disk: about the size of the
-input again, in ``$TMPDIR``, removed when the batch ends (the file is
-unlinked from the start, so even a killed process leaves nothing behind).
+Two anonymous temporary files (unlinked from the start, so even a killed
+process leaves nothing behind), so memory stays flat whatever the size:
+
+* the **spool**, written while validating: one compact JSON line per row
+  (valid rows with their key and variables, rejected rows with their
+  reasons). What is sent is exactly what was validated (a file edited
+  between the passes cannot slip an unchecked row in), and stdin needs no
+  second read. Cost: about the input's size again in ``$TMPDIR``.
+* the **manifest**, written while sending: per valid row, in the same order,
+  the job id that answers for it (the new job, or the earlier one whose
+  result made re-sending unnecessary). The wait and the report read it.
 """
 
 from __future__ import annotations
@@ -23,61 +27,85 @@ from worker.batch_rows import ValidRow
 
 @dataclass(frozen=True)
 class Entry:
-    """One row as the spool remembers it; ``job_id`` is None for a rejected row."""
+    """One row as the spool remembers it; ``key`` is None for a rejected row."""
 
     line: int
     business_key: str | None
-    job_id: str | None = None
     key: str | None = None
     variables: dict[str, Any] | None = None
     error: str | None = None
 
 
-class Spool:
-    def __init__(self, directory: str | None = None) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="startproc-batch-", dir=directory)
-        self.valid = 0
-        self.rejected = 0
+def _temporary() -> IO[bytes]:
+    return tempfile.TemporaryFile(prefix="startproc-batch-")
 
-    def add_valid(self, row: ValidRow) -> None:
-        entry = {"l": row.line, "k": row.business_key, "j": row.job_id, "i": row.key}
-        self._write(entry, row.variables)
-        self.valid += 1
 
-    def add_rejected(self, line: int, business_key: str | None, error: str) -> None:
-        self._write({"l": line, "k": business_key, "e": error}, None)
-        self.rejected += 1
+class _LineFile:
+    def __init__(self) -> None:
+        self._file = _temporary()
 
-    def _write(self, entry: dict[str, Any], variables: dict[str, Any] | None) -> None:
-        if variables is not None:
-            entry["v"] = variables
-        self._file.write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
         self._file.write(b"\n")
 
-    def entries(self, valid_only: bool = False) -> Iterator[Entry]:
-        """Every row in file order (reads the spool from its start each time)."""
+    def _lines(self) -> Iterator[bytes]:
+        """Every line from the start (one reader at a time: the file has one position).
+
+        A plain loop, not ``yield from``: closing an abandoned reader (a wait
+        that timed out) must not close the file under the next one.
+        """
         self._file.flush()
         self._file.seek(0)
-        for raw in self._file:
-            data = json.loads(raw)
-            if valid_only and "j" not in data:
-                continue
-            yield Entry(
-                line=data["l"],
-                business_key=data.get("k"),
-                job_id=data.get("j"),
-                key=data.get("i"),
-                variables=data.get("v"),
-                error=data.get("e"),
-            )
+        for line in self._file:  # noqa: UP028
+            yield line
 
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> Spool:
+    def __enter__(self) -> _LineFile:
         return self
 
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class Spool(_LineFile):
+    def add_valid(self, row: ValidRow) -> None:
+        entry = {"l": row.line, "k": row.business_key, "i": row.key, "v": row.variables}
+        self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+
+    def add_rejected(self, line: int, business_key: str | None, error: str) -> None:
+        entry = {"l": line, "k": business_key, "e": error}
+        self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+
+    def entries(self, valid_only: bool = False) -> Iterator[Entry]:
+        for raw in self._lines():
+            data = json.loads(raw)
+            if valid_only and "i" not in data:
+                continue
+            yield Entry(data["l"], data.get("k"), data.get("i"), data.get("v"), data.get("e"))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The job answering for a valid row; ``earlier``: a previous run's job, not re-sent."""
+
+    job_id: str
+    earlier: bool
+
+
+class Manifest(_LineFile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def add(self, job_id: str, earlier: bool) -> None:
+        self._write(f"{job_id}\t{int(earlier)}".encode())
+        self.count += 1
+
+    def answers(self) -> Iterator[Answer]:
+        for raw in self._lines():
+            job_id, _, earlier = raw.rstrip(b"\n").decode().partition("\t")
+            yield Answer(job_id, earlier == "1")

@@ -88,3 +88,6 @@ def _fail_fast(**_: Any) -> None:
         runtime()
     except ConfigError as exc:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None
+
+
+import worker.metrics  # noqa: E402, F401  (connects the worker-side exporter's worker_init hook)

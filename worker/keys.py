@@ -59,7 +59,9 @@ def result_by_idempotency_key(target: str, key: str) -> str:
 
 
 def result_by_key_any_target(key: str) -> str:
-    return f"{PREFIX}:result-by-key:*:{key}"
+    """A SCAN pattern matching ``key`` literally under any target."""
+    literal = "".join(f"\\{c}" if c in "*?[]\\" else c for c in key)
+    return f"{PREFIX}:result-by-key:*:{literal}"
 
 
 def result_waiters(job_id: str) -> str:

@@ -194,12 +194,22 @@ class ResultStore:
         return Result.model_validate_json(raw) if raw else None
 
     def get_by_key(self, key: str, target: str | None = None) -> Result | None:
+        """The result of the job that used ``key``; without ``target``, under any target.
+
+        The any-target search SCANs the index; give the target for one exact read.
+        """
         if target:
             job_id = self.client.get(keys.result_by_idempotency_key(target, key))
-        else:
-            match = next(iter(self.client.scan_iter(keys.result_by_key_any_target(key))), None)
-            job_id = self.client.get(match) if match else None
-        return self.get(str(job_id)) if job_id else None
+            return self.get(str(job_id)) if job_id else None
+        suffix = f":{key}"
+        prefix = keys.result_by_idempotency_key("", "")[:-1]
+        for match in self.client.scan_iter(keys.result_by_key_any_target(key), count=1000):
+            name = str(match)
+            target_part = name[len(prefix) : -len(suffix)]
+            if ":" not in target_part:  # target names have no colon; "a:b" is not key "b"
+                job_id = self.client.get(name)
+                return self.get(str(job_id)) if job_id else None
+        return None
 
     def wait(self, job_id: str, timeout: float) -> Result | None:
         """Block until the job's result is published, or ``timeout`` seconds pass."""

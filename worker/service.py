@@ -72,6 +72,10 @@ class RetryLater:
 Outcome = Done | RetryLater
 
 
+class RateLimited(TransientError):
+    """The target's shared rate limit asks for a wait longer than an in-call pause."""
+
+
 class Fenced(TransientError):
     """Another holder took the key over (our lease ran out): stand back."""
 
@@ -277,7 +281,8 @@ class _Run:
 
         def on_retry(error: TransientError) -> None:
             self.log.info("job.retry_in_call", error=error.message, http_status=error.http_status)
-            in_call_retry(self.job.target)
+            if not isinstance(error, RateLimited):
+                in_call_retry(self.job.target)
 
         try:
             started = svc.policy.call(attempt, on_retry)
@@ -304,7 +309,7 @@ class _Run:
         assert svc.rate_limiter is not None
         while (wait := svc.rate_limiter.acquire(self.job.target, limit)) > 0:
             if wait > svc.policy.cap:
-                raise TransientError(f"rate limit {limit} of target reached", retry_after=wait)
+                raise RateLimited(f"rate limit {limit} of target reached", retry_after=wait)
             svc.sleep(wait)
 
     # ---- outcomes

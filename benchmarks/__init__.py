@@ -1,0 +1,1 @@
+"""Benchmark scripts (not tests): `make bench` runs them all; see README.md here."""

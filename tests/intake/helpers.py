@@ -1,0 +1,83 @@
+"""Helpers of the intake tests: a uvicorn server in a thread, the pipeline handle, waiting."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from worker.config import settings
+from worker.intake.server import bind, server_for, url_of
+from worker.models import Result
+from worker.runtime import result_store
+from worker.sandbox import SandboxServer
+from worker.stack import LocalStack
+
+TOKEN = "intake-test-token-0123456789abcdef"
+OTHER_TOKEN = "rotated-token-fedcba9876543210"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until true or ``timeout`` seconds pass (then fail, naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Pipeline:
+    stack: LocalStack
+    sandbox: SandboxServer
+    env: dict[str, str]
+    log_dir: Path
+    metrics_url: str
+
+    def wait(self, job_id: str, timeout: float = 30.0) -> Result:
+        result = result_store(settings()).wait(job_id, timeout)
+        if result is None:
+            logs = "\n".join(p.read_text()[-3000:] for p in self.log_dir.glob("*.log"))
+            raise AssertionError(f"no result for {job_id} within {timeout}s; worker logs:\n{logs}")
+        return result
+
+
+@dataclass
+class RunningServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, **headers: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+
+def start_server(app: object) -> RunningServer:
+    sock = bind("127.0.0.1", 0)
+    server = server_for(app, "warning")  # type: ignore[arg-type]
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="intake", daemon=True
+    )
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), 15, "uvicorn to start")
+    assert server.started, "uvicorn did not start"
+    return RunningServer(url_of(sock), server, thread)
+
+
+def stop_server(running: RunningServer) -> None:
+    running.server.should_exit = True
+    running.thread.join(timeout=15)

@@ -1,0 +1,229 @@
+"""The intake app on its own: auth policy, outages, failures, the CLI, the committed OpenAPI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kombu.exceptions import OperationalError
+
+from tests.conftest import make_settings
+from worker.config import Settings
+from worker.errors import ConfigError
+from worker.intake import create_app, openapi_text
+from worker.intake.auth import parse_tokens, token_matches
+from worker.intake.problems import PROBLEM_TYPE, job_field_errors
+
+from .helpers import AUTH, TOKEN, RunningServer, free_port, start_server, stop_server
+
+REPO = Path(__file__).resolve().parents[2]
+JOB = {"target": "orders", "process": "p"}
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Any]:
+    """Start ``create_app(...)`` on a real server; stopped after the test."""
+    servers: list[RunningServer] = []
+
+    def start(cfg: Settings, **kwargs: Any) -> RunningServer:
+        servers.append(start_server(create_app(cfg, **kwargs)))
+        return servers[-1]
+
+    yield start
+    for running in servers:
+        stop_server(running)
+
+
+def dead_url() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_no_token_configured_refuses_to_build() -> None:
+    with pytest.raises(ConfigError, match="STARTPROC_INTAKE_TOKENS is not set"):
+        create_app(Settings(broker_url=dead_url()))
+
+
+def test_insecure_no_auth_accepts_anyone(serve_app: Any, redis_url: str) -> None:
+    published: list[list[dict[str, Any]]] = []
+
+    def publisher(jobs: list[dict[str, Any]]) -> list[str]:
+        published.append(jobs)
+        return [j["job_id"] for j in jobs]
+
+    running = serve_app(make_settings(redis_url), allow_anonymous=True, publisher=publisher)
+    with running.client() as client:
+        response = client.post("/jobs", json=JOB)
+    assert response.status_code == 202
+    assert published[0][0]["target"] == "orders"
+
+
+def test_tokens_are_compared_with_each_configured_token() -> None:
+    from pydantic import SecretStr
+
+    tokens = parse_tokens(SecretStr(" one-token , ,two-token "))
+    assert tokens == (b"one-token", b"two-token")
+    assert token_matches("two-token", tokens)
+    assert not token_matches("two-toke", tokens)
+    assert not token_matches("", tokens)
+    assert not token_matches("zwei-ťoken", tokens), "non-ASCII input is compared, not an error"
+
+
+def test_healthz_reports_unreachable_redis_and_broker(serve_app: Any) -> None:
+    cfg = Settings(broker_url=dead_url(), redis_url=dead_url(), intake_tokens=TOKEN)  # type: ignore[arg-type]
+    with serve_app(cfg).client() as client:
+        health = client.get("/healthz")
+        metrics = client.get("/metrics")
+    assert health.status_code == 503
+    assert health.headers["content-type"] == PROBLEM_TYPE
+    problem = health.json()
+    assert problem["checks"]["redis"]["ok"] is False
+    assert problem["checks"]["broker"]["ok"] is False
+    assert "redis: ConnectionError" in problem["detail"]
+    assert metrics.status_code == 200, "a scrape still answers when Redis is down"
+    assert "startproc_redis_up 0.0" in metrics.text
+
+
+def test_broker_outage_on_post_is_503(serve_app: Any, redis_url: str) -> None:
+    def down(_jobs: list[dict[str, Any]]) -> list[str]:
+        raise OperationalError("connection refused")
+
+    cfg = make_settings(redis_url, intake_tokens=TOKEN)
+    with serve_app(cfg, publisher=down).client(**AUTH) as client:
+        response = client.post("/jobs", json=JOB)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["content-type"] == PROBLEM_TYPE
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+
+def test_an_unexpected_error_is_a_500_problem_without_traceback(
+    serve_app: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_jobs: list[dict[str, Any]]) -> list[str]:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    recorder = _Recorder()
+    monkeypatch.setattr("worker.intake.middleware.log", recorder)
+
+    cfg = make_settings(redis_url, intake_tokens=TOKEN)
+    with serve_app(cfg, publisher=broken).client(**AUTH) as client:
+        response = client.post("/jobs", json=JOB)
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM_TYPE
+    assert response.json()["title"] == "Internal Server Error"
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+    assert recorder.events == [("intake.unhandled", {"method": "POST", "path": "/jobs"})]
+
+
+def test_size_limit_follows_the_setting(serve_app: Any, redis_url: str) -> None:
+    cfg = make_settings(redis_url, intake_tokens=TOKEN, intake_max_body_bytes=2048)
+    with serve_app(cfg, publisher=lambda jobs: ["x"]).client(**AUTH) as client:
+        small = client.post("/jobs", json={**JOB, "variables": {"v": "x" * 1000}})
+        large = client.post("/jobs", json={**JOB, "variables": {"v": "x" * 3000}})
+    assert small.status_code == 202
+    assert large.status_code == 413
+    assert large.json()["limit_bytes"] == 2048
+
+
+def test_job_errors_are_split_into_fields() -> None:
+    message = "variables.a[0]: bad; thing: x; y; (job): whole; options.tgas: unknown field"
+    errors = [(e.field, e.message) for e in job_field_errors(3, message)]
+    assert errors == [
+        ("variables.a[0]", "bad"),
+        ("thing", "x; y"),
+        ("", "whole"),
+        ("options.tgas", "unknown field"),
+    ]
+
+
+def test_committed_openapi_matches_the_app() -> None:
+    """Regenerate with: startproc serve --print-openapi > docs/openapi.json"""
+    generated = openapi_text(create_app(Settings.model_construct(), allow_anonymous=True))
+    committed = (REPO / "docs" / "openapi.json").read_text(encoding="utf-8")
+    assert committed == generated, "docs/openapi.json is stale: run startproc serve --print-openapi"
+    doc = json.loads(committed)
+    assert set(doc["paths"]) == {
+        "/jobs",
+        "/jobs/{job_id}",
+        "/batches",
+        "/batches/{batch_id}",
+        "/healthz",
+        "/metrics",
+    }
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def _startproc(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_cli_print_openapi_is_the_committed_document() -> None:
+    proc = _startproc("serve", "--print-openapi", env={})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out == (REPO / "docs" / "openapi.json").read_text(encoding="utf-8")
+
+
+def test_cli_refuses_to_serve_without_tokens(redis_url: str) -> None:
+    env = {"STARTPROC_BROKER_URL": redis_url, "STARTPROC_INTAKE_TOKENS": ""}
+    proc = _startproc("serve", "--port", "0", env=env)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "STARTPROC_INTAKE_TOKENS is not set" in err and "--insecure-no-auth" in err
+
+
+def test_cli_serves_insecurely_only_when_asked_and_says_so(redis_url: str) -> None:
+    env = {"STARTPROC_BROKER_URL": redis_url, "STARTPROC_INTAKE_TOKENS": ""}
+    proc = _startproc("serve", "--port", "0", "--insecure-no-auth", "--json", env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once the socket listens
+        info = json.loads(line)
+        assert info["auth"] is False and info["url"].startswith("http://127.0.0.1:")
+        response = httpx.get(info["url"] + "/healthz", timeout=30)
+        assert response.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert "WITHOUT AUTHENTICATION" in err
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
+    assert "Finished server process" in err
+    assert proc.returncode in (0, -signal.SIGTERM)
+
+
+def test_missing_broker_and_redis_config_is_503_not_500(serve_app: Any) -> None:
+    cfg = Settings.model_construct(intake_tokens=None)  # no broker, no Redis configured
+    with serve_app(cfg, allow_anonymous=True).client() as client:
+        responses = [
+            client.post("/jobs", json=JOB),
+            client.get("/jobs/abc"),
+            client.get("/jobs", params={"idempotency_key": "k"}),
+            client.get("/batches/b"),
+            client.get("/healthz"),
+        ]
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == PROBLEM_TYPE
+    assert "STARTPROC_BROKER_URL is not set" in responses[0].json()["detail"]

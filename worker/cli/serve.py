@@ -1,0 +1,85 @@
+"""``startproc serve``: the HTTP intake on uvicorn.
+
+One uvicorn process, async routes, blocking broker/Redis calls in its thread
+pool. Run several behind a load balancer for more throughput or
+availability: the intake keeps no state of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from worker.cli.common import (
+    EXIT_FAILED,
+    JsonOption,
+    console,
+    current_settings,
+    emit_json,
+    err_console,
+    fail,
+)
+from worker.errors import ConfigError
+
+INSECURE_BANNER = (
+    "[bold red]WARNING: the intake is running WITHOUT AUTHENTICATION "
+    "(--insecure-no-auth).[/] Anyone who can reach {url} can start processes "
+    "in every configured engine. Set STARTPROC_INTAKE_TOKENS for anything but a "
+    "trusted local network."
+)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    insecure_no_auth: bool = typer.Option(
+        False,
+        "--insecure-no-auth",
+        help="Run without STARTPROC_INTAKE_TOKENS: no authentication at all.",
+    ),
+    print_openapi: bool = typer.Option(
+        False, "--print-openapi", help="Print the OpenAPI document (docs/openapi.json) and exit."
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Serve the HTTP intake: POST /jobs, GET /jobs/{id}, POST /batches, /healthz, /metrics.
+
+    Refuses to start without STARTPROC_INTAKE_TOKENS unless --insecure-no-auth
+    is given. With --json, prints {"url": …, "auth": …} once listening.
+    """
+    from worker.intake import create_app, openapi_text
+    from worker.intake.auth import SHORT_TOKEN, parse_tokens
+    from worker.intake.server import bind, server_for, url_of
+
+    if print_openapi:
+        from worker.config import Settings
+
+        # Defaults, not the environment: the document must not depend on where it was printed.
+        sys.stdout.write(openapi_text(create_app(Settings.model_construct(), allow_anonymous=True)))
+        return
+    cfg = current_settings()
+    try:
+        app = create_app(cfg, allow_anonymous=insecure_no_auth)
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
+    url = url_of(sock)
+    tokens = parse_tokens(cfg.intake_tokens)
+    if not tokens:
+        err_console.print(INSECURE_BANNER.format(url=url), highlight=False)
+    elif any(len(token) < SHORT_TOKEN for token in tokens):
+        err_console.print(
+            f"[yellow]warning:[/] an intake token is shorter than {SHORT_TOKEN} bytes; "
+            "use long random ones (python -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
+    if as_json:
+        emit_json({"url": url, "auth": bool(tokens)})
+    else:
+        console.print(f"intake listening on {url} (auth: {'bearer' if tokens else 'NONE'})")
+    sys.stdout.flush()
+    server_for(app, log_level).run(sockets=[sock])
