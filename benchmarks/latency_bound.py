@@ -68,7 +68,7 @@ def rows(samples: list[Sample], concurrency: int, latency_ms: int, pool: str) ->
         ),
         Row(
             "P2", "worker CPU per start", cpu / jobs * 1e6, "us",
-            note=f"the worker used {cores:.2f} cores on average (1 process, GIL-bound)",
+            note=f"the worker process used {cores:.2f} cores on average",
         ),
         Row(
             "P2", "Redis commands per start", sum(s.commands * s.jobs for s in samples) / jobs, "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -168,10 +169,8 @@ def _chaos(faults: FaultStack, worker_pid: int, stop: threading.Event) -> None:
     while not stop.wait(rng.uniform(0.5, 1.5)):
         kids = children(worker_pid)
         if kids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(rng.choice(kids), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.mark.faults_long
