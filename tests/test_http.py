@@ -196,11 +196,27 @@ def test_session_pool_and_no_urllib3_retries() -> None:
         retries.increment("POST", URL, error=NewConnectionError(None, "refused"))  # type: ignore[arg-type]
 
 
-def test_session_user_agent_and_tls() -> None:
+def test_session_user_agent_and_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     expected = f"process-start-worker/{__version__}"
     assert make_session().headers["User-Agent"] == expected
     assert expected == USER_AGENT
     assert make_session().verify is True
+    assert make_session(verify=False).verify is False
+
+
+def test_environment_is_read_once_when_the_session_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/private-ca.pem")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.test")
+    session = make_session(base_url="https://engine.test")
+    assert session.trust_env is False
+    assert session.verify == "/etc/ssl/private-ca.pem"
+    assert session.proxies["https"] == "http://proxy.test:3128"
+    assert make_session(base_url="https://engine.internal.test").proxies == {}
     assert make_session(verify=False).verify is False
 
 

@@ -38,13 +38,8 @@ WINDOW = 2000
 POLL_SECONDS = 0.2
 
 
-def counters_key(batch_id: str) -> str:
-    """Must match the key `worker.results.ResultStore.record` increments."""
-    return f"{keys.PREFIX}:batch:{batch_id}"
-
-
-def meta_key(batch_id: str) -> str:
-    return f"{keys.PREFIX}:batch-meta:{batch_id}"
+counters_key = keys.batch_counters
+meta_key = keys.batch_meta
 
 
 @dataclass

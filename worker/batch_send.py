@@ -37,6 +37,7 @@ from typing import Any
 import redis
 
 from worker import keys
+from worker.producer import register
 
 
 class InterruptGuard:
@@ -130,6 +131,7 @@ class Sender:
         target = str(jobs[0]["target"]) if jobs else ""
         earlier = earlier_answers(self.client, target, [job["idempotency_key"] for job in jobs])
         answers: list[tuple[str, bool]] = []
+        register([job for job in jobs if job["idempotency_key"] not in earlier], self.client)
         with self._batch(len(jobs) - len(earlier)):
             for job in jobs:
                 previous = earlier.get(job["idempotency_key"])

@@ -30,8 +30,16 @@ cfg = settings()
 AMQP = (cfg.broker_url or "").startswith(("amqp://", "amqps://", "pyamqp://"))
 # RabbitMQ: publisher confirms, so a job or retry the broker did not take raises
 # instead of vanishing. Redis: the visibility timeout (see above).
+# kombu sweeps for unacknowledged messages past the visibility timeout only every
+# interval x throttle seconds (100 s by default); make it a fraction of the timeout.
 TRANSPORT_OPTIONS: dict[str, object] = (
-    {"confirm_publish": True} if AMQP else {"visibility_timeout": cfg.visibility_timeout}
+    {"confirm_publish": True}
+    if AMQP
+    else {
+        "visibility_timeout": cfg.visibility_timeout,
+        "unacked_restore_interval": max(1, min(10, cfg.visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
+    }
 )
 app = Celery("startproc", include=["worker.tasks"])
 app.conf.update(

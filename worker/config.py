@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # A message delivered this many times without being decided is poison: DLQ.
     max_deliveries: Annotated[int, Field(ge=1)] = 5
     sweep_interval: Annotated[float, Field(gt=0)] = 30.0
+    # Jobs our producers sent that have no result after this many seconds are
+    # re-enqueued by the sweeper (the broker may have lost them); 0 turns it off.
+    redrive_after: Annotated[float, Field(ge=0)] = 3600.0
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     # HTTP intake (`startproc serve`): comma-separated bearer tokens, any one of which is accepted.

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from worker.keys import INFLIGHT, INFLIGHT_DEADLINES
 
@@ -26,11 +27,14 @@ class InFlight:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def track(self, job_id: str, job: Any, deadline: float) -> None:
-        pipe = self.client.pipeline(transaction=True)
+    def track(self, job_id: str, job: Any, deadline: float, pipe: Pipeline | None = None) -> None:
+        """Register (or move the deadline of) a job; into ``pipe`` when given."""
+        own = pipe is None
+        pipe = self.client.pipeline(transaction=True) if pipe is None else pipe
         pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
         pipe.zadd(INFLIGHT_DEADLINES, {job_id: deadline})
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def done(self, job_id: str) -> None:
         pipe = self.client.pipeline(transaction=True)

@@ -75,6 +75,15 @@ INFLIGHT = f"{PREFIX}:inflight"
 INFLIGHT_DEADLINES = f"{PREFIX}:inflight:deadlines"
 
 
+def batch_counters(batch_id: str) -> str:
+    """Results per status of a batch (incremented when each result is recorded)."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_meta(batch_id: str) -> str:
+    return f"{PREFIX}:batch-meta:{batch_id}"
+
+
 def schedule_state_key(name: str) -> str:
     """A schedule's beat state: ``cursor_ms``, ``last_slot_ms``, ``last_job_id``."""
     return f"{PREFIX}:schedule:{name}"

@@ -53,3 +53,8 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     for noisy in ("urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if root.level > logging.DEBUG:
+        # Celery's per-task "received"/"succeeded" lines repeat `job.finished`
+        # and cost measurable CPU per start; DEBUG brings them back.
+        for chatty in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -6,12 +6,23 @@ task *name*, so no worker code runs in the producing app.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import redis
+from kombu.connection import Connection
+from kombu.pools import producers
 
 from worker.config import settings
+from worker.connections import shared_redis
+from worker.inflight import InFlight
 from worker.models import Job, Result, iso_ms, utcnow
+
+if TYPE_CHECKING:
+    from worker.results import ResultStore
 
 
 def prepare(job: dict[str, Any] | Job) -> dict[str, Any]:
@@ -23,15 +34,39 @@ def prepare(job: dict[str, Any] | Job) -> dict[str, Any]:
     return data
 
 
+def register(jobs: list[dict[str, Any]], client: redis.Redis | None = None) -> None:
+    """Note jobs as undecided *before* sending them, for the sweeper.
+
+    A Redis broker can lose a message (kombu pops it, then records it as
+    unacknowledged in a second command; a Redis dying in between forgets
+    it), and a Redis without persistence loses the whole queue. A job noted
+    here that has no result after ``STARTPROC_REDRIVE_AFTER`` seconds is
+    re-enqueued by the sweeper under the same id and key: at worst a no-op.
+    """
+    cfg = settings()
+    url = cfg.effective_redis_url()
+    if not jobs or not cfg.redrive_after or (client is None and not url):
+        return
+    client = client or shared_redis(str(url))
+    inflight = InFlight(client)
+    deadline = time.time() + cfg.redrive_after
+    pipe = client.pipeline(transaction=False)
+    for job in jobs:
+        inflight.track(job["job_id"], job, deadline, pipe=pipe)
+    pipe.execute()
+
+
 def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -> list[str]:
-    """Send prepared jobs on one broker connection; returns their ids."""
+    """Register, then send prepared jobs on one broker connection; returns their ids."""
     from worker.celery_app import TASK_NAME, app
 
     cfg = settings()
     queue = cfg.jobs_queue
+    prepared = list(prepared)
+    register(prepared)
     ids = []
-    with app.connection_for_write(broker_url or cfg.require_broker()) as conn:
-        producer = app.amqp.Producer(conn)
+    connection = _connection(broker_url or cfg.require_broker())
+    with producers[connection].acquire(block=True, timeout=30) as producer:
         for data in prepared:
             app.send_task(
                 TASK_NAME,
@@ -43,6 +78,13 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
             )
             ids.append(data["job_id"])
     return ids
+
+
+@lru_cache(maxsize=8)
+def _connection(url: str) -> Connection:
+    """One pooled connection per broker URL: no new connection per enqueue."""
+    options = {"confirm_publish": True} if url.startswith(("amqp", "pyamqp")) else {}
+    return Connection(url, transport_options=options)
 
 
 def enqueue(job: dict[str, Any] | Job) -> str:
@@ -57,4 +99,11 @@ def enqueue_many(jobs: Iterable[dict[str, Any] | Job]) -> list[str]:
 def wait(job_id: str, timeout: float = 30.0) -> Result | None:
     from worker.runtime import result_store
 
-    return result_store(settings()).wait(job_id, timeout)
+    cfg = settings()
+    url = cfg.require_redis()
+    if url not in _STORES:  # built once: it registers Lua scripts and a connection pool
+        _STORES[url] = result_store(cfg)
+    return _STORES[url].wait(job_id, timeout)
+
+
+_STORES: dict[str, ResultStore] = {}

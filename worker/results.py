@@ -41,10 +41,20 @@ RESULTS_LOG_MAXLEN = 100_000
 
 _RECORD = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[8], ARGV[2])
+if ARGV[9] ~= '' then
+  -- the broker is this Redis: publish now, in the same atomic step (no outbox)
+  redis.call('LPUSH', ARGV[10], ARGV[9])
+  redis.call('LPUSH', ARGV[11], '1')
+  redis.call('EXPIRE', ARGV[11], 300)
+else
+  redis.call('ZADD', KEYS[2], ARGV[8], ARGV[2])
+end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'result', ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', ARGV[4], ARGV[2], 'EX', tonumber(ARGV[3])) end
-if ARGV[5] ~= '' then redis.call('HINCRBY', ARGV[5], ARGV[6], 1) end
+if ARGV[5] ~= '' then
+  redis.call('HINCRBY', ARGV[5], ARGV[6], 1)
+  redis.call('EXPIRE', ARGV[5], tonumber(ARGV[3]))
+end
 return 1
 """
 
@@ -133,21 +143,27 @@ class ResultStore:
         self.ttl = retention_days * 86400
         self._record = client.register_script(_RECORD)
 
-    def record(self, result: Result) -> bool:
+    def record(self, result: Result, publish_now: bool = False) -> bool:
         """Store the job's first result and queue it for publishing, atomically.
 
-        False when the job already had a result (a redelivery or a race).
+        ``publish_now`` (only with ``atomic_queue``) also pushes it onto the
+        results queue in the same script. False when the job already had a
+        result (a redelivery or a race).
         """
+        body = result.to_json()
+        envelope = ""
+        if publish_now and self.atomic_queue:
+            envelope = kombu_redis_envelope(json.loads(body), self.atomic_queue)
         by_key = (
             keys.result_by_idempotency_key(result.target, result.idempotency_key)
             if result.idempotency_key and result.target
             else ""
         )
-        batch = f"{keys.PREFIX}:batch:{result.batch_id}" if result.batch_id else ""
+        batch = keys.batch_counters(result.batch_id) if result.batch_id else ""
         stored = self._record(
             keys=[keys.result_key(result.job_id), keys.OUTBOX, keys.RESULTS_LOG],
             args=[
-                result.to_json(),
+                body,
                 result.job_id,
                 self.ttl,
                 by_key,
@@ -155,9 +171,26 @@ class ResultStore:
                 result.status,
                 RESULTS_LOG_MAXLEN,
                 time.time(),
+                envelope,
+                self.atomic_queue or "",
+                keys.result_waiters(result.job_id),
             ],
         )
         return bool(stored)
+
+    def record_and_publish(self, result: Result) -> bool:
+        """The job's result, recorded and published (one Lua script on a Redis broker).
+
+        False when the job already had one; its leftover publish is retried.
+        """
+        if self.atomic_queue:
+            if self.record(result, publish_now=True):
+                return True
+        elif self.record(result):
+            self.publish_pending(result.job_id)
+            return True
+        self.publish_pending(result.job_id)
+        return False
 
     def publish_pending(self, job_id: str) -> bool:
         """Publish the job's result if it is still in the outbox; True if it was sent now."""

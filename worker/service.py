@@ -38,7 +38,7 @@ from worker.errors import (
 )
 from worker.failpoints import failpoint
 from worker.inflight import InFlight
-from worker.keys import deliveries_key, fingerprint, idempotency_key
+from worker.keys import deliveries_key, fingerprint, idempotency_key, result_key
 from worker.ledger import Claim, FinalState, Ledger
 from worker.metrics import ambiguous_outcome, in_call_retry, job_finished
 from worker.models import ErrorInfo, Job, Result, Status, utcnow
@@ -100,12 +100,11 @@ class StartService:
     # ------------------------------------------------------------------ entry
 
     def handle(self, raw_job: Any, delivery: Delivery) -> Outcome:
-        existing = self.results.get(delivery.job_id)
+        existing, deliveries = self._arrive(raw_job, delivery)
         if existing is not None:
             self.results.publish_pending(delivery.job_id)
             self.inflight.done(delivery.job_id)
             return Done(existing)
-        deliveries = self._count_delivery(delivery)
         if deliveries > self.max_deliveries:
             return self.give_up(
                 raw_job,
@@ -117,7 +116,6 @@ class StartService:
             job = Job.parse(raw_job)
         except InvalidJob as exc:
             return self.reject(raw_job, delivery, exc)
-        self._track(delivery.job_id, raw_job, 0.0)
         run = _Run(self, job, delivery)
         try:
             outcome = run.execute()
@@ -127,14 +125,24 @@ class StartService:
             self._track(delivery.job_id, raw_job, outcome.countdown)
         return outcome
 
-    def _count_delivery(self, delivery: Delivery) -> int:
-        """Deliveries of this very message: a crash loop shows up as a growing count."""
+    def _arrive(self, raw_job: Any, delivery: Delivery) -> tuple[Result | None, int]:
+        """One round trip on arrival: an earlier result, the delivery count, the registration.
+
+        The count is of this very message: a crash loop shows up as a growing
+        count. The job is registered for the sweeper before anything can fail.
+        """
         key = deliveries_key(delivery.job_id, delivery.retries)
         pipe = self.ledger.client.pipeline(transaction=False)
+        pipe.get(result_key(delivery.job_id))
         pipe.incr(key)
         pipe.expire(key, 86400)
-        count, _ = pipe.execute()
-        return int(count)
+        if isinstance(raw_job, dict):
+            self.inflight.track(
+                delivery.job_id, raw_job, time.time() + self.decide_within, pipe=pipe
+            )
+        raw_result, count, *_ = pipe.execute()
+        existing = Result.model_validate_json(raw_result) if raw_result else None
+        return existing, int(count)
 
     def _track(self, job_id: str, raw_job: Any, after: float) -> None:
         self.inflight.track(job_id, raw_job, time.time() + after + self.decide_within)
@@ -157,8 +165,7 @@ class StartService:
 
     def _done(self, result: Result) -> Outcome:
         """Record the job's one result and publish it through the outbox."""
-        recorded = self.results.record(result)
-        self.results.publish_pending(result.job_id)
+        recorded = self.results.record_and_publish(result)
         self.inflight.done(result.job_id)
         failpoint("after_result", result.job_id, result.process)
         final = result if recorded else self.results.get(result.job_id) or result

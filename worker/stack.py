@@ -4,6 +4,12 @@
 real pieces this way: a real ``celery worker`` in a child process, talking to
 a real Redis. Children are started in their own process group, asked to die
 with their parent, and stopped on exit, Ctrl-C included.
+
+Like systemd or a compose ``restart:`` policy, the stack restarts a worker or
+beat that exits on its own: Celery's Redis transport can still end a worker
+with "Unrecoverable error" when the broker drops at an unlucky moment
+(celery/kombu issues #582, #970, celery#4652), and a supervisor is the
+documented answer.
 """
 
 from __future__ import annotations
@@ -14,12 +20,28 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from worker.embedded import EmbeddedRedis, _die_with_parent
+
+FAST_EXIT_SECONDS = 5.0
+MAX_FAST_EXITS = 3
+
+
+@dataclass
+class _Spec:
+    """How to start a child again, and how often it died right after starting."""
+
+    args: list[str]
+    name: str
+    env: dict[str, str]
+    started: float = field(default_factory=time.monotonic)
+    fast_exits: int = 0
 
 
 def _child_setup() -> None:
@@ -37,7 +59,13 @@ class LocalStack:
     appendonly: bool = False
     log_dir: Path | None = None
     redis: EmbeddedRedis | None = None
+    supervise: bool = True
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    restarts: int = 0
+    _specs: dict[int, _Spec] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
 
     def start(self) -> LocalStack:
         if not self.broker_url:
@@ -54,7 +82,7 @@ class LocalStack:
         return env
 
     def _spawn(
-        self, args: list[str], name: str, env: dict[str, str] | None = None
+        self, args: list[str], name: str, env: dict[str, str] | None = None, fast_exits: int = 0
     ) -> subprocess.Popen[bytes]:
         out = None
         if self.log_dir is not None:
@@ -70,8 +98,37 @@ class LocalStack:
         )
         if out is not None:
             out.close()
-        self.processes.append(proc)
+        with self._lock:
+            self.processes.append(proc)
+            self._specs[proc.pid] = _Spec(args, name, env or {}, fast_exits=fast_exits)
+        self._watch()
         return proc
+
+    def _watch(self) -> None:
+        if self.supervise and self._watcher is None:
+            self._watcher = threading.Thread(target=self._supervise, daemon=True)
+            self._watcher.start()
+
+    def _supervise(self) -> None:
+        """Restart children that exit while the stack is running."""
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                dead = [p for p in self.processes if p.poll() is not None]
+                for proc in dead:
+                    self.processes.remove(proc)
+            for proc in dead:
+                spec = self._specs.pop(proc.pid)
+                quick = time.monotonic() - spec.started < FAST_EXIT_SECONDS
+                fast_exits = spec.fast_exits + 1 if quick else 0
+                if self._stopping.is_set() or fast_exits >= MAX_FAST_EXITS:
+                    continue  # stopping, or a crash loop (bad config): leave it down
+                self.restarts += 1
+                self._spawn(spec.args, spec.name, spec.env, fast_exits)
+
+    def alive(self) -> bool:
+        """Some child runs (or is about to be restarted)."""
+        with self._lock:
+            return bool(self.processes)
 
     def start_worker(
         self,
@@ -115,6 +172,10 @@ class LocalStack:
 
     def stop_process(self, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         """SIGTERM the whole group (warm shutdown), then SIGKILL if it lingers."""
+        with self._lock:
+            if proc in self.processes:
+                self.processes.remove(proc)  # stopped on purpose: not restarted
+            self._specs.pop(proc.pid, None)
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -124,10 +185,11 @@ class LocalStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-        if proc in self.processes:
-            self.processes.remove(proc)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         for proc in list(reversed(self.processes)):
             self.stop_process(proc)
         if self.redis is not None:

@@ -50,6 +50,7 @@ def test_sigkill_of_the_worker_child_at_each_point(faults: FaultStack) -> None:
 @pytest.mark.stack_env(appendonly=True)
 def test_redis_restarted_mid_run(faults: FaultStack) -> None:
     faults.start_worker(pool="threads", concurrency=4)
+    faults.stack.start_beat()  # the sweeper, as in production
     app = faults.sandbox.app("camunda8")
     app.faults.configure(latency_ms=20)
     ids = worker.enqueue_many(c8_jobs(60, "restart"))
@@ -63,6 +64,7 @@ def test_redis_restarted_mid_run(faults: FaultStack) -> None:
 @pytest.mark.stack_env(appendonly=True)
 def test_broker_unreachable_for_a_few_seconds(faults: FaultStack) -> None:
     faults.start_worker(pool="threads", concurrency=4)
+    faults.stack.start_beat()  # the sweeper, as in production
     app = faults.sandbox.app("camunda8")
     app.faults.configure(latency_ms=20)
     ids = worker.enqueue_many(c8_jobs(40, "outage"))
@@ -175,7 +177,7 @@ def _chaos(faults: FaultStack, worker_pid: int, stop: threading.Event) -> None:
 
 @pytest.mark.faults_long
 @pytest.mark.timeout(900)
-@pytest.mark.stack_env(appendonly=True, STARTPROC_SWEEP_INTERVAL="5")
+@pytest.mark.stack_env(appendonly=True, STARTPROC_REDRIVE_AFTER="120")
 def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
     """Every fault at once; beat runs the sweeper, as in production."""
     n = int(os.environ.get("STARTPROC_FAULTS_JOBS", "2000"))

@@ -100,6 +100,18 @@ def test_targets_list_and_check_never_print_secrets(live: Pipeline) -> None:
     assert {r["status"] for r in json.loads(checked.stdout)} == {"ok"}
     secret = live.env["STARTPROC_DEMO_SECRET"]
     assert secret not in listed.stdout + checked.stdout + checked.stderr
+    reasons = {r["target"]: r["reason"] for r in json.loads(checked.stdout)}
+    assert "GET /v2/topology answered" in reasons["orders"]
+    assert "token obtained" in reasons["orders"]
+    assert "GET /version answered" in reasons["invoices"]
+
+
+def test_targets_check_fails_on_rejected_credentials(live: Pipeline) -> None:
+    live.sandbox.app("camunda7").auth.configure(type="basic", username="demo", password="other")
+    checked = startproc("targets", "check", "invoices", "--json", env=live.env)
+    assert checked.returncode == 1
+    [row] = json.loads(checked.stdout)
+    assert row["status"] == "fail" and "401" in row["reason"]
 
 
 def test_bad_targets_file_stops_the_worker_at_start(live: Pipeline, tmp_path: Path) -> None:

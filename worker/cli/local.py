@@ -39,16 +39,16 @@ def up(
     cfg = current_settings()
     _stop_on_sigterm()
     with LocalStack(broker_url=cfg.broker_url, appendonly=True) as stack:
-        where = "embedded Redis" if stack.redis else "configured broker"
-        console.print(f"broker: {stack.broker_url} ({where})")
-        console.print(f"in another shell: export STARTPROC_BROKER_URL={stack.broker_url}")
-        procs = [stack.start_worker(concurrency=concurrency)]
-        if beat:
-            procs.append(stack.start_beat())
-        try:
-            while all(p.poll() is None for p in procs):
+        try:  # Ctrl-C at any moment, even while starting, stops everything cleanly
+            where = "embedded Redis" if stack.redis else "configured broker"
+            console.print(f"broker: {stack.broker_url} ({where})")
+            console.print(f"in another shell: export STARTPROC_BROKER_URL={stack.broker_url}")
+            stack.start_worker(concurrency=concurrency)
+            if beat:
+                stack.start_beat()
+            while stack.alive():  # crashed children are restarted; a crash loop ends it
                 time.sleep(0.5)
-            err_console.print("a worker process exited; stopping")
+            err_console.print("the worker keeps exiting at start (see its messages); stopping")
             raise typer.Exit(EXIT_FAILED)
         except KeyboardInterrupt:
             console.print("stopping…")

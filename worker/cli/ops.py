@@ -72,7 +72,7 @@ def targets_check(
     path: Path | None = typer.Option(None, "--file"),
     as_json: bool = JsonOption,
 ) -> None:
-    """Validate the targets file and, for OAuth2 targets, obtain a token."""
+    """Validate the targets file, obtain a token (OAuth2) and make a harmless read."""
     from worker.auth import OAuth2
     from worker.engines import build_engine
     from worker.errors import JobError
@@ -84,13 +84,21 @@ def targets_check(
         if target_name not in targets:
             fail(f"unknown target {target_name!r}{targets.suggest(target_name)}")
         engine = build_engine(targets[target_name])
-        status, reason = "ok", "config valid"
-        if isinstance(engine.credentials, OAuth2):
-            try:
+        status, steps = "ok", ["config valid"]
+        try:
+            if isinstance(engine.credentials, OAuth2):
                 engine.credentials.token()
-                reason = "config valid, token obtained"
-            except JobError as exc:
-                status, reason = "fail", exc.message
+                steps.append("token obtained")
+            probe = engine.probe_request()
+            if probe is not None:
+                engine.fetch(probe)
+                steps.append(f"{probe.method} {probe.path} answered")
+            else:
+                steps.append("engine not contacted (no harmless read documented)")
+        except JobError as exc:
+            status = "fail"
+            steps.append(exc.message)
+        reason = "; ".join(steps)
         rows.append({"target": target_name, "status": status, "reason": reason})
     if as_json:
         emit_json(rows)

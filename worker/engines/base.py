@@ -139,6 +139,10 @@ class Engine(ABC):
         """The id of an instance already started for ``key``, or None when there is none."""
         raise NotImplementedError(f"{self.name} has no lookup")
 
+    def probe_request(self) -> StartRequest | None:
+        """A harmless read that proves the engine answers with our credentials (or None)."""
+        return None
+
     # ---- shared behaviour -----------------------------------------------------
 
     def summarize(self, body: Any) -> str | None:

@@ -292,6 +292,9 @@ class Camunda7(Engine):
             return f"{kind}: {body['message']}"[:500] if kind else body["message"][:500]
         return super().summarize(body)
 
+    def probe_request(self) -> StartRequest:
+        return StartRequest("GET", "/version")
+
     def instance_id(self, body: Any) -> str:
         value = body["id"]
         if not isinstance(value, str) or not value:

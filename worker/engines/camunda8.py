@@ -173,6 +173,9 @@ class Camunda8(Engine):
             return ": ".join(str(body[k]) for k in ("title", "detail") if body.get(k))
         return super().summarize(body)
 
+    def probe_request(self) -> StartRequest:
+        return StartRequest("GET", "/v2/topology")
+
     def instance_id(self, body: Any) -> str:
         value = body["processInstanceKey"]
         if not isinstance(value, str | int) or isinstance(value, bool):

@@ -116,6 +116,9 @@ class ProcessMaker4(Engine):
             return f"{summary} ({details})" if summary else details
         return summary
 
+    def probe_request(self) -> StartRequest:
+        return StartRequest("GET", "/requests", params={"per_page": "1"})
+
     def instance_id(self, body: Any) -> str:
         value = body["id"]
         if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
