@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint faults bench up clean
+.PHONY: demo test lint faults long bench up clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python3 >= 3.11 is required")'
@@ -30,6 +30,11 @@ bench: $(VENV)/.installed
 
 faults: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest tests/faults -m faults_long $(PYTEST_ARGS)
+
+# The long runs CI adds to `make test`: the 2,000-job fault run and a 10,000-row batch.
+long: faults
+	STARTPROC_BATCH_E2E_ROWS=10000 $(BIN)/python -m pytest tests/integration/test_batch_e2e.py \
+		-k large_file $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check worker tests benchmarks
