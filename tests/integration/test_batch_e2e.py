@@ -166,6 +166,7 @@ def test_invalid_rows_are_skipped_and_reported(live: Pipeline, tmp_path: Path) -
     ]
 
 
+@pytest.mark.timeout(900)  # the 10,000-row run takes ~1.5 min on 2 cores
 def test_large_file_end_to_end_with_wait(live: Pipeline, tmp_path: Path) -> None:
     """2,000 rows by default; STARTPROC_BATCH_E2E_ROWS=10000 runs the issue's size."""
     path = write_rows(tmp_path / "big.csv", 0, BIG_ROWS)
