@@ -128,3 +128,12 @@ def test_ledger_redis_defaults_to_a_redis_broker() -> None:
 def test_visibility_timeout_must_outlast_tasks() -> None:
     with pytest.raises(ValueError, match="visibility_timeout"):
         Settings(visibility_timeout=100, task_time_limit=300)
+
+
+def test_a_lease_shorter_than_one_http_attempt_is_refused(tmp_path: Path) -> None:
+    from worker.runtime import check_lease
+
+    targets = load('[targets.a]\nengine = "tas"\nbase_url = "http://x"\ntimeout = 10\n', tmp_path)
+    with pytest.raises(ConfigError, match="STARTPROC_LEASE_SECONDS"):
+        check_lease(Settings(lease_seconds=5), targets)
+    check_lease(Settings(lease_seconds=20), targets)

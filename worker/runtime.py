@@ -15,6 +15,7 @@ from worker.config import Settings, Targets, load_targets, settings
 from worker.connections import shared_redis
 from worker.dlq import DeadLetters
 from worker.engines import EngineCache
+from worker.errors import ConfigError
 from worker.inflight import InFlight
 from worker.ledger import Ledger
 from worker.ratelimit import RateLimiter
@@ -62,7 +63,28 @@ def result_store(cfg: Settings, connection: Connection | None = None) -> ResultS
     )
 
 
+LEASE_MARGIN_SECONDS = 1.0
+
+
+def check_lease(cfg: Settings, targets: Targets) -> None:
+    """The ledger lease must outlast one whole HTTP attempt to the slowest target.
+
+    A lease that expires while its holder is still waiting for the engine lets
+    a second job with the same key take over, find nothing yet, and start the
+    instance a second time.
+    """
+    for target in targets.values():
+        attempt = target.connect_timeout + target.timeout + LEASE_MARGIN_SECONDS
+        if cfg.lease_seconds <= attempt:
+            raise ConfigError(
+                f"STARTPROC_LEASE_SECONDS ({cfg.lease_seconds}) must be longer than "
+                f"connect_timeout + timeout + {LEASE_MARGIN_SECONDS:g}s of target "
+                f"{target.name!r} ({attempt:g}s)"
+            )
+
+
 def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None = None) -> Runtime:
+    check_lease(cfg, targets)
     client = shared_redis(cfg.require_redis())
     results = result_store(cfg, connection)
     dead_letters = DeadLetters(client)

@@ -129,11 +129,11 @@ BASE_ENV = {
     "STARTPROC_HTTP_BACKOFF_MAX": "0.5",
     "STARTPROC_TASK_RETRY_BACKOFF_MAX": "1",
     "STARTPROC_TASK_MAX_RETRIES": "30",
-    "STARTPROC_LEASE_SECONDS": "2",
+    "STARTPROC_LEASE_SECONDS": "5",
     "STARTPROC_TASK_TIME_LIMIT": "15",
     "STARTPROC_VISIBILITY_TIMEOUT": "20",
     "STARTPROC_MAX_DELIVERIES": "3",
-    "STARTPROC_RECONCILE_WINDOW": "0.5",
+    "STARTPROC_RECONCILE_WINDOW": "3",
     "STARTPROC_SWEEP_INTERVAL": "2",
     "STARTPROC_REDRIVE_AFTER": "30",
 }
@@ -148,6 +148,9 @@ def faults(
     appendonly = bool(extra.pop("appendonly", False))
     with EmbeddedRedis(appendonly=appendonly) as server:
         targets = demo.write_targets(sandbox, tmp_path / "targets.toml")
+        # Short HTTP timeouts so the short lease above still outlasts one attempt.
+        short = "\ntimeout = 2\nconnect_timeout = 1\nengine = "
+        targets.write_text(targets.read_text().replace("\nengine = ", short))
         demo.configure_sandbox(sandbox)
         (tmp_path / "markers").mkdir()
         env = {
