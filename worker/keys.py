@@ -89,6 +89,6 @@ def schedule_state_key(name: str) -> str:
     return f"{PREFIX}:schedule:{name}"
 
 
-def deliveries_key(job_id: str, retries: int) -> str:
-    """Counts deliveries of one Celery message (a retry is a new message)."""
-    return f"{PREFIX}:deliveries:{job_id}:{retries}"
+def deliveries_key(job_id: str) -> str:
+    """Counts every delivery of a job, retries included."""
+    return f"{PREFIX}:deliveries:{job_id}"

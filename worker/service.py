@@ -100,17 +100,16 @@ class StartService:
     # ------------------------------------------------------------------ entry
 
     def handle(self, raw_job: Any, delivery: Delivery) -> Outcome:
-        existing, deliveries = self._arrive(raw_job, delivery)
+        existing, lost = self._arrive(raw_job, delivery)
         if existing is not None:
             self.results.publish_pending(delivery.job_id)
             self.inflight.done(delivery.job_id)
             return Done(existing)
-        if deliveries > self.max_deliveries:
+        if lost >= self.max_deliveries:
             return self.give_up(
                 raw_job,
                 delivery,
-                f"poison message: delivered {deliveries} times and never decided "
-                "(the worker was lost each time)",
+                f"poison message: the worker was lost {lost} times while holding it",
             )
         try:
             job = Job.parse(raw_job)
@@ -126,12 +125,14 @@ class StartService:
         return outcome
 
     def _arrive(self, raw_job: Any, delivery: Delivery) -> tuple[Result | None, int]:
-        """One round trip on arrival: an earlier result, the delivery count, the registration.
+        """One round trip on arrival: an earlier result, lost deliveries, the registration.
 
-        The count is of this very message: a crash loop shows up as a growing
-        count. The job is registered for the sweeper before anything can fail.
+        Every delivery is counted; those that were not a Celery retry (a retry
+        is a delivery that ended normally) were lost with their worker, so a
+        crash loop shows up as a growing difference. The job is registered for
+        the sweeper before anything can fail.
         """
-        key = deliveries_key(delivery.job_id, delivery.retries)
+        key = deliveries_key(delivery.job_id)
         pipe = self.ledger.client.pipeline(transaction=False)
         pipe.get(result_key(delivery.job_id))
         pipe.incr(key)
@@ -142,7 +143,7 @@ class StartService:
             )
         raw_result, count, *_ = pipe.execute()
         existing = Result.model_validate_json(raw_result) if raw_result else None
-        return existing, int(count)
+        return existing, int(count) - 1 - delivery.retries
 
     def _track(self, job_id: str, raw_job: Any, after: float) -> None:
         self.inflight.track(job_id, raw_job, time.time() + after + self.decide_within)
