@@ -114,16 +114,19 @@ class LocalStack:
         while not self._stopping.wait(0.5):
             with self._lock:
                 dead = [p for p in self.processes if p.poll() is not None]
-                for proc in dead:
-                    self.processes.remove(proc)
             for proc in dead:
-                spec = self._specs.pop(proc.pid)
+                spec = self._specs.pop(proc.pid, None)
+                if spec is None:
+                    continue  # stopped on purpose meanwhile
                 quick = time.monotonic() - spec.started < FAST_EXIT_SECONDS
                 fast_exits = spec.fast_exits + 1 if quick else 0
-                if self._stopping.is_set() or fast_exits >= MAX_FAST_EXITS:
-                    continue  # stopping, or a crash loop (bad config): leave it down
-                self.restarts += 1
-                self._spawn(spec.args, spec.name, spec.env, fast_exits)
+                if not self._stopping.is_set() and fast_exits < MAX_FAST_EXITS:
+                    self.restarts += 1
+                    self._spawn(spec.args, spec.name, spec.env, fast_exits)
+                # the replacement is listed before the dead one leaves: `alive()` sees no gap
+                with self._lock:
+                    if proc in self.processes:
+                        self.processes.remove(proc)
 
     def alive(self) -> bool:
         """Some child runs (or is about to be restarted)."""

@@ -34,11 +34,18 @@ def up(
     beat: bool = typer.Option(True, "--beat/--no-beat", help="Also run celery beat."),
 ) -> None:
     """Run Redis (embedded unless STARTPROC_BROKER_URL is set), a worker and beat until Ctrl-C."""
-    from worker.stack import LocalStack
-
     cfg = current_settings()
     _stop_on_sigterm()
-    with LocalStack(broker_url=cfg.broker_url, appendonly=True) as stack:
+    try:
+        _run_up(cfg.broker_url, concurrency, beat)
+    except KeyboardInterrupt:  # Ctrl-C while starting or stopping: still a clean stop
+        console.print("stopped")
+
+
+def _run_up(broker_url: str | None, concurrency: int, beat: bool) -> None:
+    from worker.stack import LocalStack
+
+    with LocalStack(broker_url=broker_url, appendonly=True) as stack:
         try:  # Ctrl-C at any moment, even while starting, stops everything cleanly
             where = "embedded Redis" if stack.redis else "configured broker"
             console.print(f"broker: {stack.broker_url} ({where})")
