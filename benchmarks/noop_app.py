@@ -19,42 +19,16 @@ from typing import Any
 
 import redis
 from celery import Celery
-from kombu.entity import Exchange, Queue
+
+from worker.celery_app import reliability_conf
+from worker.config import settings
 
 TASK_NAME = "bench.noop"
 QUEUE = "bench.noop"
 DONE_LIST = "bench.noop.done"
 
-_concurrency = int(os.environ.get("STARTPROC_WORKER_CONCURRENCY", "16"))
-_time_limit = int(os.environ.get("STARTPROC_TASK_TIME_LIMIT", "300"))
-
 app = Celery("bench_noop")
-app.conf.update(
-    broker_url=os.environ.get("STARTPROC_BROKER_URL"),
-    broker_connection_retry_on_startup=True,
-    broker_transport_options={
-        "visibility_timeout": int(os.environ.get("STARTPROC_VISIBILITY_TIMEOUT", "3600"))
-    },
-    broker_pool_limit=max(10, _concurrency),
-    task_serializer="json",
-    accept_content=["json"],
-    result_serializer="json",
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    task_acks_on_failure_or_timeout=True,
-    worker_prefetch_multiplier=1,
-    task_time_limit=_time_limit,
-    task_soft_time_limit=max(_time_limit - 10, 5),
-    task_default_queue=QUEUE,
-    task_queues=[Queue(QUEUE, Exchange(""), routing_key=QUEUE, durable=True)],
-    task_default_exchange="",
-    task_create_missing_queues=True,
-    worker_pool=os.environ.get("STARTPROC_WORKER_POOL", "threads"),
-    worker_concurrency=_concurrency,
-    worker_cancel_long_running_tasks_on_connection_loss=False,
-    enable_utc=True,
-)
+app.conf.update(reliability_conf(settings(), QUEUE))
 
 
 @cache

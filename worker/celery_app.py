@@ -20,56 +20,69 @@ from typing import Any
 from celery import Celery, signals
 from kombu.entity import Exchange, Queue
 
-from worker.config import settings
+from worker.config import Settings, settings
 from worker.errors import ConfigError
 
 TASK_NAME = "startproc.start_process"
 SWEEP_TASK_NAME = "startproc.sweep"
 
 cfg = settings()
-AMQP = (cfg.broker_url or "").startswith(("amqp://", "amqps://", "pyamqp://"))
-# RabbitMQ: publisher confirms, so a job or retry the broker did not take raises
-# instead of vanishing. Redis: the visibility timeout (see above).
-# kombu sweeps for unacknowledged messages past the visibility timeout only every
-# interval x throttle seconds (100 s by default); make it a fraction of the timeout.
-TRANSPORT_OPTIONS: dict[str, object] = (
-    {"confirm_publish": True}
-    if AMQP
-    else {
-        "visibility_timeout": cfg.visibility_timeout,
-        "unacked_restore_interval": max(1, min(10, cfg.visibility_timeout // 4)),
-        "unacked_restore_throttle": 1,
+
+
+def reliability_conf(cfg: Settings, queue: str) -> dict[str, object]:
+    """Broker, acknowledgement, prefetch, serializer and pool settings for one queue.
+
+    Shared with the benchmarks' no-op baseline, so the two always compare like
+    with like.
+    """
+    amqp = (cfg.broker_url or "").startswith(("amqp://", "amqps://", "pyamqp://"))
+    # RabbitMQ: publisher confirms, so a job or retry the broker did not take raises
+    # instead of vanishing. Redis: the visibility timeout (see above); kombu sweeps
+    # for unacknowledged messages past it only every interval x throttle seconds
+    # (100 s by default), so make that a fraction of the timeout.
+    transport: dict[str, object] = (
+        {"confirm_publish": True}
+        if amqp
+        else {
+            "visibility_timeout": cfg.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, cfg.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
+        }
+    )
+    return {
+        "broker_url": cfg.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": transport,
+        "broker_pool_limit": max(10, cfg.worker_concurrency),
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": cfg.task_time_limit,
+        "task_soft_time_limit": max(cfg.task_time_limit - 10, 5),
+        "task_default_queue": queue,
+        # The default exchange: routing by queue name needs no binding to survive a
+        # Redis restart (kombu caches Redis bindings in process memory).
+        "task_queues": [Queue(queue, Exchange(""), routing_key=queue, durable=True)],
+        "task_default_exchange": "",
+        "task_create_missing_queues": True,
+        "worker_pool": cfg.worker_pool,
+        "worker_concurrency": cfg.worker_concurrency,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "enable_utc": True,
     }
-)
+
+
 app = Celery("startproc", include=["worker.tasks"])
 app.conf.update(
-    broker_url=cfg.broker_url,
-    broker_connection_retry_on_startup=True,
-    broker_transport_options=TRANSPORT_OPTIONS,
-    broker_pool_limit=max(10, cfg.worker_concurrency),
-    task_serializer="json",
-    accept_content=["json"],
-    result_serializer="json",
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    task_acks_on_failure_or_timeout=True,
-    worker_prefetch_multiplier=1,
-    task_time_limit=cfg.task_time_limit,
-    task_soft_time_limit=max(cfg.task_time_limit - 10, 5),
-    task_default_queue=cfg.jobs_queue,
-    # The default exchange: routing by queue name needs no binding to survive a
-    # Redis restart (kombu caches Redis bindings in process memory).
-    task_queues=[Queue(cfg.jobs_queue, Exchange(""), routing_key=cfg.jobs_queue, durable=True)],
-    task_default_exchange="",
+    reliability_conf(cfg, cfg.jobs_queue),
     task_routes={TASK_NAME: {"queue": cfg.jobs_queue, "routing_key": cfg.jobs_queue}},
-    task_create_missing_queues=True,
-    worker_pool=cfg.worker_pool,
-    worker_concurrency=cfg.worker_concurrency,
     worker_hijack_root_logger=False,
     worker_consumer="worker.tasks:Consumer",
-    worker_cancel_long_running_tasks_on_connection_loss=False,
-    enable_utc=True,
     # Celery's own entries plus the schedules file (STARTPROC_SCHEDULES), one slot = one start.
     beat_scheduler="worker.schedules_beat:Scheduler",
     beat_schedule={
