@@ -1,8 +1,13 @@
 """Batch case creation: a CSV or JSONL file of rows -> validated start jobs, each started once.
 
-    from worker.batch import submit
-    summary = submit("customers.csv", target="orders", process="onboarding",
-                     business_key="customer_id", wait=600, report="started.csv")
+    from worker.batch import BatchOptions, submit
+    options = BatchOptions(target="orders", process="onboarding",
+                           business_key="customer_id", wait=600, report="started.csv")
+    summary = submit("customers.csv", options)
+
+`BatchOptions` is what ``startproc batch`` and the intake's ``POST /batches``
+both build from their arguments; ``submit(path, target=..., ...)`` with the
+same names as keywords is a shorthand for it.
 
 How a file goes through (each step streams; memory stays flat):
 
@@ -64,6 +69,7 @@ from worker.models import iso_ms, utcnow
 __all__ = [
     "BatchError",
     "BatchInterrupted",
+    "BatchOptions",
     "BatchStatus",
     "BatchSummary",
     "default_batch_id",
@@ -151,83 +157,112 @@ def check_batch_id(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """What to start from a file's rows, and how: everything of a submit but the file.
+
+    ``wait``: seconds to wait for every row's result (``float("inf")``: no
+    limit). ``rejects``, ``report``: where to write the invalid rows and the
+    per-row report. ``chunk``: rows per published chunk.
+    """
+
+    target: str
+    process: str
+    mapping: BatchMapping | str | Path | None = None
+    maps: Sequence[str | Column] = ()
+    business_key: str | None = None
+    batch_id: str | None = None
+    fmt: Format | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+    skip_invalid: bool = False
+    rejects: str | Path | None = None
+    dry_run: bool = False
+    wait: float | None = None
+    report: str | Path | None = None
+    chunk: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "maps", tuple(self.maps))  # frozen all the way down
+
+    def check(self) -> None:
+        """Usage errors no file is needed to see (`ConfigError`, worded for the command line)."""
+        if self.chunk < 1:
+            raise ConfigError("--chunk: must be at least 1")
+        if self.dry_run and (self.wait is not None or self.report is not None):
+            raise ConfigError("--dry-run sends nothing: --wait and --report need a real run")
+
+
 def submit(
     path: str | Path,
+    options: BatchOptions | None = None,
     *,
-    target: str,
-    process: str,
-    mapping: BatchMapping | str | Path | None = None,
-    maps: Sequence[str | Column] = (),
-    business_key: str | None = None,
-    batch_id: str | None = None,
-    fmt: Format | None = None,
-    delimiter: str | None = None,
-    encoding: str | None = None,
-    skip_invalid: bool = False,
-    rejects: str | Path | None = None,
-    dry_run: bool = False,
-    wait: float | None = None,
-    report: str | Path | None = None,
-    chunk: int = 1000,
     progress: Progress | None = None,
     on_chunk: Callable[[int, BatchSummary], None] | None = None,
     settings: Settings | None = None,
     targets: Targets | None = None,
+    **fields: Any,
 ) -> BatchSummary:
     """Validate ``path`` (``"-"``: stdin) and start one instance per valid row, once.
 
-    ``wait``: seconds to wait for every row's result (``float("inf")``: no
-    limit). Raises `ConfigError` for usage problems (bad options, unreadable
-    file, unknown target), `BatchError` when the broker or Redis fails, and
+    ``options`` say what to start and how; keyword ``fields`` named like
+    `BatchOptions`' are a shorthand for them (or override the given ones).
+    Raises `ConfigError` for usage problems (bad options, unreadable file,
+    unknown target), `BatchError` when the broker or Redis fails, and
     `BatchInterrupted` (a KeyboardInterrupt) on Ctrl-C, with the summary so far.
     """
-    if chunk < 1:
-        raise ConfigError("--chunk: must be at least 1")
-    if dry_run and (wait is not None or report is not None):
-        raise ConfigError("--dry-run sends nothing: --wait and --report need a real run")
+    if options is None:
+        opts = BatchOptions(**fields)
+    else:
+        opts = dataclasses.replace(options, **fields) if fields else options
+    opts.check()
     cfg = settings or current_settings()
-    if not dry_run:
+    if not opts.dry_run:
         cfg.require_broker()
     with contextlib.ExitStack() as stack:
         name = str(path)
         file_path = Path(path)
         if name == "-":
-            if not batch_id:
+            if not opts.batch_id:
                 raise ConfigError(
                     "reading stdin needs --batch-id (it has no file name to derive one)"
                 )
             file_path = spool_stdin()
             stack.callback(file_path.unlink, missing_ok=True)
         source = open_source(
-            file_path, fmt=fmt, encoding=encoding, delimiter=delimiter, display_name=name
+            file_path,
+            fmt=opts.fmt,
+            encoding=opts.encoding,
+            delimiter=opts.delimiter,
+            display_name=name,
         )
         run = _Run(
             cfg=cfg,
             source=source,
-            mapping=_mapping(mapping, maps, business_key, source),
-            engine=_engine(targets or load_targets(cfg.targets), target),
+            mapping=_mapping(opts.mapping, opts.maps, opts.business_key, source),
+            engine=_engine(targets or load_targets(cfg.targets), opts.target),
             summary=BatchSummary(
-                batch_id=check_batch_id(batch_id)
-                if batch_id
-                else default_batch_id(name, target, process),
-                target=target,
-                process=process,
+                batch_id=check_batch_id(opts.batch_id)
+                if opts.batch_id
+                else default_batch_id(name, opts.target, opts.process),
+                target=opts.target,
+                process=opts.process,
                 source=name,
                 format=source.format,
                 encoding=source.encoding,
                 delimiter=source.delimiter if source.format == "csv" else None,
-                dry_run=dry_run,
-                skip_invalid=skip_invalid,
+                dry_run=opts.dry_run,
+                skip_invalid=opts.skip_invalid,
             ),
             progress=progress or NullProgress(),
-            chunk=chunk,
+            chunk=opts.chunk,
             on_chunk=on_chunk,
         )
         stack.callback(run.engine.session.close)
         return run.execute(
-            rejects=Path(rejects) if rejects else None,
-            wait=wait,
-            report=Path(report) if report else None,
+            rejects=Path(opts.rejects) if opts.rejects else None,
+            wait=opts.wait,
+            report=Path(opts.report) if opts.report else None,
         )
 
 

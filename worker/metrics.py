@@ -16,11 +16,17 @@ set (``worker.celery_app`` imports this module so the hook is connected).
 
 Pools: with the default ``threads`` pool every task runs in the worker's main
 process, so its counters are process-wide and the exporter sees them all.
-With ``prefork``, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory
-(cleaned before each start): prometheus-client then keeps each child's
-counters in files there, and `registry_for_scrape` merges them with its
-``MultiProcessCollector``. Without it, a prefork exporter shows only the
-main process's (zero) counters.
+With ``prefork`` the jobs run in pool children, so each child keeps its
+counters in files of a ``PROMETHEUS_MULTIPROC_DIR`` and `registry_for_scrape`
+merges them with prometheus-client's ``MultiProcessCollector``. Nothing to
+set by hand: when the exporter is on and that variable is unset, the same
+``worker_init`` hook (main process, before the pool forks) makes a private
+temporary directory, points the variable at it and switches prometheus-client
+to its multiprocess values (it chose its value class when it was imported,
+while the variable was still unset); the main process removes the directory
+when it exits. A ``PROMETHEUS_MULTIPROC_DIR`` the user set is used as it is
+and never removed (empty it before each start). The ``worker_process_shutdown``
+hook calls ``mark_process_dead`` for each child that exits.
 
 Label cardinality stays bounded: ``target`` is a configured target or
 ``(unknown)`` (an invalid job may name anything), ``engine`` one of five,
@@ -29,7 +35,10 @@ Label cardinality stays bounded: ``target`` is a configured target or
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -45,6 +54,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -67,6 +77,7 @@ log = structlog.get_logger("worker.metrics")
 
 UNKNOWN = "(unknown)"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_PREFIX = "startproc-metrics-"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # Below this many keys the ledger gauge is an exact SCAN; above, a sampled estimate.
 EXACT_LEDGER_LIMIT = 10_000
@@ -325,22 +336,74 @@ def start_exporter(port: int, addr: str = "0.0.0.0") -> WSGIServer | None:
     return server
 
 
-def _exporter_on_worker_init(**_: Any) -> None:
-    """Start the exporter in the worker's main process when STARTPROC_METRICS_PORT is set."""
+def forks_children(pool: object) -> bool:
+    """Whether a worker pool (a name like ``"prefork"``, or a pool class) runs jobs in children."""
+    from celery.concurrency import get_implementation
+    from celery.concurrency.prefork import TaskPool
+
+    try:
+        implementation = get_implementation(pool)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(implementation, type) and issubclass(implementation, TaskPool)
+
+
+def enable_multiprocess() -> str | None:
+    """Before a prefork pool forks: a private ``PROMETHEUS_MULTIPROC_DIR`` for its children.
+
+    Returns the directory made (removed when this process exits), or None
+    when the user set the variable: theirs is used and kept.
+
+    prometheus-client picks its value class when ``prometheus_client.values``
+    is imported, and that happened with this module's import, before any
+    hook ran; so the class is chosen again now that the variable is set.
+    Our metrics all have labels, and a labelled child takes the class when
+    it is made: the children made so far (none, in a main process that runs
+    no jobs) are dropped so that every one is made again in multiprocess mode.
+    """
+    if os.environ.get(MULTIPROC_ENV):
+        return None
+    for metric in (STARTS, LATENCY, RETRIES, AMBIGUOUS):
+        metric.clear()  # before the switch: prometheus-client warns about clearing after it
+    path = tempfile.mkdtemp(prefix=MULTIPROC_PREFIX)
+    os.environ[MULTIPROC_ENV] = path
+    choose: Any = prometheus_values.get_value_class  # prometheus-client's values are untyped
+    prometheus_values.ValueClass = choose()
+    atexit.register(_remove_multiproc_dir, path, os.getpid())
+    log.info("metrics.multiprocess_dir", path=path)
+    return path
+
+
+def _remove_multiproc_dir(path: str, owner: int) -> None:
+    """At exit of the process that made ``path`` (a forked child inherits the hook: not there)."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _exporter_on_worker_init(sender: Any = None, **_: Any) -> None:
+    """Start the exporter in the worker's main process when STARTPROC_METRICS_PORT is set.
+
+    A prefork worker gets multiprocess mode first (`enable_multiprocess`):
+    ``worker_init`` runs before the pool forks its children.
+    """
     from worker.config import settings
 
-    port = settings().metrics_port
-    if port is not None:
-        start_exporter(port)
+    cfg = settings()
+    if cfg.metrics_port is None:
+        return
+    if forks_children(getattr(sender, "pool_cls", None) or cfg.worker_pool):
+        enable_multiprocess()
+    start_exporter(cfg.metrics_port)
 
 
 def _forget_dead_child(pid: int | None = None, **_: Any) -> None:
     """Prefork + multiprocess mode: drop a dead child's live-gauge files (counters stay)."""
-    if os.environ.get(MULTIPROC_ENV):
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
         from prometheus_client import multiprocess
 
         mark_dead: Any = multiprocess.mark_process_dead
-        mark_dead(pid or os.getpid())
+        mark_dead(pid or os.getpid(), path)
 
 
 # Connected at import: `worker.celery_app` imports this module so every worker has the hooks.

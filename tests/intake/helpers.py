@@ -1,4 +1,4 @@
-"""Helpers of the intake tests: a uvicorn server in a thread, the pipeline handle, waiting."""
+"""Helpers of the intake tests: a uvicorn server in a thread, the pipeline's exporter, waiting."""
 
 from __future__ import annotations
 
@@ -7,17 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import uvicorn
 
-from worker.config import settings
+from tests.integration.conftest import Pipeline
 from worker.intake.server import bind, server_for, url_of
-from worker.models import Result
-from worker.runtime import result_store
-from worker.sandbox import SandboxServer
-from worker.stack import LocalStack
 
 TOKEN = "intake-test-token-0123456789abcdef"
 OTHER_TOKEN = "rotated-token-fedcba9876543210"
@@ -40,20 +35,9 @@ def free_port() -> int:
         return port
 
 
-@dataclass
-class Pipeline:
-    stack: LocalStack
-    sandbox: SandboxServer
-    env: dict[str, str]
-    log_dir: Path
-    metrics_url: str
-
-    def wait(self, job_id: str, timeout: float = 30.0) -> Result:
-        result = result_store(settings()).wait(job_id, timeout)
-        if result is None:
-            logs = "\n".join(p.read_text()[-3000:] for p in self.log_dir.glob("*.log"))
-            raise AssertionError(f"no result for {job_id} within {timeout}s; worker logs:\n{logs}")
-        return result
+def metrics_url(pipeline: Pipeline) -> str:
+    """The worker exporter's base URL (``STARTPROC_METRICS_PORT`` of the pipeline)."""
+    return f"http://127.0.0.1:{pipeline.env['STARTPROC_METRICS_PORT']}"
 
 
 @dataclass

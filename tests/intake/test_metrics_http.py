@@ -12,35 +12,29 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from .helpers import Pipeline, RunningServer, wait_until
+from tests.test_metrics import value
+
+from .helpers import Pipeline, RunningServer, metrics_url, wait_until
 
 pytestmark = pytest.mark.integration
 
 ORDERS = {"target": "orders", "engine": "camunda8"}
 
 
-def value(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
-
-
 def worker_metrics(pipeline: Pipeline) -> str:
     """The worker exporter's page, waiting (bounded) for the worker to have started it."""
     page: list[str] = []
+    url = metrics_url(pipeline)
 
     def answered() -> bool:
         try:
-            page.append(httpx.get(f"{pipeline.metrics_url}/metrics", timeout=5).text)
+            page.append(httpx.get(f"{url}/metrics", timeout=5).text)
         except httpx.TransportError:
             return False
         return True
 
-    wait_until(answered, 60, f"the worker exporter at {pipeline.metrics_url}")
+    wait_until(answered, 60, f"the worker exporter at {url}")
     return page[-1]
 
 

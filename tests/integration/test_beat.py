@@ -9,7 +9,6 @@ on events (instance counts, results) with deadlines; nothing sleeps a fixed time
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
+from tests.integration.conftest import Pipeline
+from tests.integration.stack_helpers import module_pipeline
 from worker import demo
 from worker.config import settings
-from worker.embedded import EmbeddedRedis
 from worker.producer import prepare, publish
 from worker.runtime import result_store
 from worker.sandbox import SandboxServer
@@ -42,15 +42,6 @@ catch_up_limit = 100
 [schedules.tick.variables]
 slot = "{{ scheduled_at }}"
 """
-
-
-@dataclass
-class Pipeline:
-    """The module's worker (one start-up for all tests) and its environment."""
-
-    stack: LocalStack
-    sandbox: SandboxServer
-    env: dict[str, str]
 
 
 @dataclass
@@ -74,38 +65,15 @@ class Beats:
         ]
 
 
-@pytest.fixture(scope="module")
-def pipeline(
-    redis_server: EmbeddedRedis,
-    sandbox_server: SandboxServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    workdir = tmp_path_factory.mktemp("beat")
+def beat_env(workdir: Path) -> dict[str, str]:
+    """The schedules file (written to ``workdir``) and JSON logs, which `Beats.fired` reads."""
     schedules = workdir / "schedules.toml"
     schedules.write_text(SCHEDULES, encoding="utf-8")
-    env = {
-        "STARTPROC_BROKER_URL": redis_server.url,
-        "STARTPROC_REDIS_URL": redis_server.url,
-        "STARTPROC_TARGETS": str(demo.write_targets(sandbox_server, workdir / "targets.toml")),
-        "STARTPROC_SCHEDULES": str(schedules),
-        "STARTPROC_LOG_FORMAT": "json",
-        demo.SECRET_VAR: demo.DEMO_SECRET,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    settings.cache_clear()
-    stack = LocalStack(broker_url=redis_server.url, env=env, log_dir=workdir / "logs")
-    stack.start_worker(concurrency=8)
-    try:
-        yield Pipeline(stack, sandbox_server, env)
-    finally:
-        stack.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        settings.cache_clear()
+    return {"STARTPROC_SCHEDULES": str(schedules), "STARTPROC_LOG_FORMAT": "json"}
+
+
+# The shared pipeline (one worker start-up for all tests), with the schedules and JSON logs.
+pipeline = module_pipeline("beat", beat_env)
 
 
 @pytest.fixture

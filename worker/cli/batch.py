@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.table import Table
@@ -28,6 +28,9 @@ from worker.cli.common import (
     fail,
 )
 from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from worker.batch_source import Format
 
 DEFAULT_COMMAND = "submit"
 SHOWN_ERRORS = 20
@@ -127,28 +130,26 @@ def submit(
     cfg = current_settings()
     show = not as_json and err_console.is_terminal
     bars: Progress = RichProgress(err_console) if show else NullProgress()
+    options = batch.BatchOptions(
+        target=target,
+        process=process,
+        mapping=mapping,
+        maps=map_,
+        business_key=business_key,
+        batch_id=batch_id,
+        fmt=cast("Format | None", fmt),  # checked above
+        delimiter=delimiter,
+        encoding=encoding,
+        skip_invalid=skip_invalid,
+        rejects=rejects,
+        dry_run=dry_run,
+        wait=wait,
+        report=report,
+        chunk=chunk,
+    )
     try:
         with bars if isinstance(bars, RichProgress) else contextlib.nullcontext():
-            summary = batch.submit(
-                file,
-                target=target,
-                process=process,
-                mapping=mapping,
-                maps=map_,
-                business_key=business_key,
-                batch_id=batch_id,
-                fmt=fmt,  # type: ignore[arg-type]
-                delimiter=delimiter,
-                encoding=encoding,
-                skip_invalid=skip_invalid,
-                rejects=rejects,
-                dry_run=dry_run,
-                wait=wait,
-                report=report,
-                chunk=chunk,
-                progress=bars,
-                settings=cfg,
-            )
+            summary = batch.submit(file, options, progress=bars, settings=cfg)
     except ConfigError as exc:
         fail(str(exc))
     except batch.BatchError as exc:

@@ -1,10 +1,11 @@
 """``/batches``: a CSV/JSONL file, or a JSON array of rows -> one start job per row.
 
 The upload is written to a private temporary directory and handed to
-`worker.batch.submit`, the same code as ``startproc batch FILE``: the whole
-file is validated first (any invalid row and no ``skip_invalid``: 422 and
-nothing sent), keys and job ids are derived from the batch id and the rows,
-so posting the same batch again starts nothing twice.
+`worker.batch.submit` with a `worker.batch.BatchOptions` built from the
+query, the same code and options as ``startproc batch FILE``: the whole file
+is validated first (any invalid row and no ``skip_invalid``: 422 and nothing
+sent), keys and job ids are derived from the batch id and the rows, so
+posting the same batch again starts nothing twice.
 
 The batch id is the client's ``batch_id``, else -- as on the command line --
 ``{file name}:{target}:{process}`` for an upload with a file name. A body
@@ -166,23 +167,20 @@ async def post_batch(
         if batch_id is None and name is None:
             raise invalid_batch("a body without a file name needs the batch_id parameter")
         try:
-            chosen = batch_id or batch.default_batch_id(str(name), target, process)
+            options = batch.BatchOptions(
+                target=target,
+                process=process,
+                maps=map_ or (),
+                business_key=business_key,
+                batch_id=batch_id or batch.default_batch_id(str(name), target, process),
+                fmt=fmt or implied,
+                delimiter=delimiter,
+                encoding=encoding,
+                skip_invalid=skip_invalid,
+                dry_run=dry_run,
+            )
             summary = await run_in_threadpool(
-                lambda: batch.submit(
-                    path,
-                    target=target,
-                    process=process,
-                    maps=map_ or (),
-                    business_key=business_key,
-                    batch_id=chosen,
-                    fmt=fmt or implied,
-                    delimiter=delimiter,
-                    encoding=encoding,
-                    skip_invalid=skip_invalid,
-                    dry_run=dry_run,
-                    settings=cfg,
-                    targets=targets,
-                )
+                lambda: batch.submit(path, options, settings=cfg, targets=targets)
             )
         except ConfigError as exc:
             raise invalid_batch(str(exc).replace(str(path), name or "body")) from None
