@@ -34,6 +34,7 @@ from worker.validation import describe, did_you_mean, named_tables
 
 ENGINE_NAMES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+QUEUE_TYPES = ("quorum", "classic")
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
     schedules: Path = Path("config/schedules.toml")
     results_queue: str = "startproc.results"
     jobs_queue: str = "startproc.jobs"
+    # RabbitMQ only: the type of both queues. "quorum" (replicated; the jobs queue is bound
+    # to a topic exchange for Celery's native delayed delivery of countdown retries) or
+    # "classic" (the layout before quorum queues, for servers that still hold classic ones).
+    rabbitmq_queue_type: Literal["quorum", "classic"] = "quorum"
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     # In-call retries (tenacity): short, for blips and backpressure.
@@ -87,6 +92,18 @@ class Settings(BaseSettings):
                 f"task_time_limit ({self.task_time_limit}s)"
             )
         return self
+
+    @field_validator("rabbitmq_queue_type", mode="before")
+    @classmethod
+    def _queue_type(cls, value: object) -> object:
+        """Either case; anything else names the variable, the choices and a suggestion."""
+        text = str(value).strip().lower()
+        if text not in QUEUE_TYPES:
+            raise ValueError(
+                f"STARTPROC_RABBITMQ_QUEUE_TYPE must be 'quorum' or 'classic', "
+                f"not {value!r}{did_you_mean(text, QUEUE_TYPES)}"
+            )
+        return text
 
     def effective_redis_url(self) -> str | None:
         """The ledger/results Redis: explicit, else the broker when it is Redis."""

@@ -57,25 +57,43 @@ def register(jobs: list[dict[str, Any]], client: redis.Redis | None = None) -> N
 
 
 def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -> list[str]:
-    """Register, then send prepared jobs on one broker connection; returns their ids."""
-    from worker.celery_app import TASK_NAME, app
+    """Register, then send prepared jobs on one broker connection; returns their ids.
+
+    The jobs queue is declared (once per connection) exactly as the workers
+    declare it for this broker: on RabbitMQ a quorum queue and its topic
+    exchange, unless ``STARTPROC_RABBITMQ_QUEUE_TYPE=classic``. A queue of
+    another type already on the server raises `ConfigError` saying what to do.
+    """
+    from worker.celery_app import (
+        TASK_NAME,
+        app,
+        is_precondition_failed,
+        jobs_queue_for,
+        queue_mismatch,
+    )
 
     cfg = settings()
-    queue = cfg.jobs_queue
+    url = broker_url or cfg.require_broker()
+    queue = jobs_queue_for(cfg, url)
     prepared = list(prepared)
     register(prepared)
     ids = []
-    connection = _connection(broker_url or cfg.require_broker())
+    connection = _connection(url)
     with producers[connection].acquire(block=True, timeout=30) as producer:
         for data in prepared:
-            app.send_task(
-                TASK_NAME,
-                kwargs={"job": data},
-                task_id=data["job_id"],
-                queue=queue,
-                routing_key=queue,
-                producer=producer,
-            )
+            try:
+                app.send_task(
+                    TASK_NAME,
+                    kwargs={"job": data},
+                    task_id=data["job_id"],
+                    queue=queue,
+                    routing_key=queue.routing_key,
+                    producer=producer,
+                )
+            except connection.channel_errors as exc:
+                if is_precondition_failed(exc):
+                    raise queue_mismatch(cfg, exc) from None
+                raise
             ids.append(data["job_id"])
     return ids
 

@@ -34,6 +34,7 @@ from kombu.entity import Exchange, Queue
 from kombu.pools import producers
 
 from worker import keys
+from worker.config import settings
 from worker.models import Result
 
 Publisher = Callable[[dict[str, Any]], None]
@@ -59,15 +60,22 @@ return 1
 """
 
 
-def results_queue(name: str) -> Queue:
+def results_queue(name: str, queue_type: str | None = None) -> Queue:
     """The durable results queue, addressed through the default exchange.
 
     The default exchange routes by queue name on AMQP and writes straight to
     the list on Redis, so no binding has to survive: kombu remembers Redis
     bindings in process memory, and after a Redis restart without data it
-    would route results to nowhere.
+    would route results to nowhere. It also routes to a queue of any type.
+
+    ``queue_type`` (default ``STARTPROC_RABBITMQ_QUEUE_TYPE``): ``quorum`` declares
+    a RabbitMQ quorum queue, ``classic`` a plain durable one. Redis ignores
+    queue arguments. A declaration must match the queue on the server exactly,
+    so everything that declares the results queue builds it here.
     """
-    return Queue(name, Exchange(""), routing_key=name, durable=True)
+    kind = queue_type or settings().rabbitmq_queue_type
+    arguments = {"x-queue-type": "quorum"} if kind == "quorum" else None
+    return Queue(name, Exchange(""), routing_key=name, durable=True, queue_arguments=arguments)
 
 
 class KombuPublisher:

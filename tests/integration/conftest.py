@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,13 +72,19 @@ class Pipeline:
 
 @contextmanager
 def running_pipeline(
-    broker: str, redis_server: EmbeddedRedis, sandbox: SandboxServer, workdir: Path
+    broker: str,
+    redis_server: EmbeddedRedis,
+    sandbox: SandboxServer,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Pipeline]:
     """A worker process on the given broker (the ledger always on the embedded Redis).
 
-    On RabbitMQ the queues get unique names, since the server is shared.
+    On RabbitMQ the queues get unique names, since the server is shared, and
+    are deleted afterwards with the jobs queue's exchange.
     """
     broker_url = redis_server.url
+    hostname = None
     queues = {
         "STARTPROC_JOBS_QUEUE": "startproc.jobs",
         "STARTPROC_RESULTS_QUEUE": "startproc.results",
@@ -87,6 +93,9 @@ def running_pipeline(
         broker_url = RABBITMQ_URL
         suffix = uuid.uuid4().hex[:8]
         queues = {name: f"{value}.{suffix}" for name, value in queues.items()}
+        # a worker's remote-control queue is named after its host name: unique on a shared server
+        hostname = f"worker-{suffix}@%h"
+    queues.update({k: v for k, v in (extra_env or {}).items() if k in queues})
     targets = demo.write_targets(sandbox, workdir / "targets.toml")
     env = {
         "STARTPROC_BROKER_URL": broker_url,
@@ -97,18 +106,22 @@ def running_pipeline(
         "STARTPROC_HTTP_BACKOFF_MAX": "0.2",
         "STARTPROC_TASK_RETRY_BACKOFF_MAX": "1",
         demo.SECRET_VAR: demo.DEMO_SECRET,
+        **(extra_env or {}),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings.cache_clear()
     stack = LocalStack(broker_url=broker_url, env=env, log_dir=workdir / "logs")
-    stack.start_worker(concurrency=4)
+    stack.start_worker(concurrency=4, hostname=hostname)
     try:
         yield Pipeline(stack, sandbox, env, workdir / "logs", broker=broker)
     finally:
         stack.stop()
         if broker == "rabbitmq":
-            _delete_queues(broker_url, list(queues.values()))
+            # the jobs queue's topic exchange has the queue's name (worker.celery_app)
+            delete_broker_entities(
+                broker_url, list(queues.values()), [queues["STARTPROC_JOBS_QUEUE"]]
+            )
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -141,21 +154,48 @@ def pipeline_any_broker(
     RabbitMQ runs on CI's machine; there its absence is a failure. Elsewhere
     the RabbitMQ half is skipped with the reason shown.
     """
-    if request.param == "rabbitmq" and not rabbitmq_reachable():
-        message = f"RabbitMQ not reachable at {RABBITMQ_URL}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    if request.param == "rabbitmq":
+        require_rabbitmq()
     workdir = tmp_path_factory.mktemp(f"pipeline-{request.param}")
     with running_pipeline(request.param, redis_server, sandbox_server, workdir) as running:
         yield running
 
 
-def _delete_queues(url: str, names: list[str]) -> None:
+def require_rabbitmq() -> None:
+    """RabbitMQ runs on CI's machine: there its absence fails; elsewhere it skips, saying why."""
+    if not rabbitmq_reachable():
+        message = f"RabbitMQ not reachable at {RABBITMQ_URL}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def pipeline_rabbitmq(
+    redis_server: EmbeddedRedis,
+    sandbox_server: SandboxServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    """The pipeline on RabbitMQ only (quorum queues, the default)."""
+    require_rabbitmq()
+    workdir = tmp_path_factory.mktemp("pipeline-rabbitmq")
+    with running_pipeline("rabbitmq", redis_server, sandbox_server, workdir) as running:
+        yield running
+
+
+def delete_broker_entities(url: str, queues: Sequence[str], exchanges: Sequence[str] = ()) -> None:
+    """Delete what one test run declared on the shared RabbitMQ server.
+
+    Deleting the jobs queue's exchange also removes its binding to Celery's
+    delayed-delivery exchange. Celery's delay queues (``celery_delayed_*``) are
+    shared by every Celery app on the server and stay.
+    """
     with Connection(url) as conn:
         channel = conn.channel()
-        for name in names:
+        for name in queues:
             channel.queue_delete(name)
+        for name in exchanges:
+            channel.exchange_delete(name)
 
 
 @pytest.fixture
@@ -171,3 +211,11 @@ def live_any(pipeline_any_broker: Pipeline, sandbox: SandboxServer, redis_url: s
     demo.configure_sandbox(sandbox)
     drain(pipeline_any_broker.broker_url, pipeline_any_broker.results_queue)
     return pipeline_any_broker
+
+
+@pytest.fixture
+def live_rabbitmq(pipeline_rabbitmq: Pipeline, sandbox: SandboxServer, redis_url: str) -> Pipeline:
+    """Like `live_any`, on RabbitMQ only."""
+    demo.configure_sandbox(sandbox)
+    drain(pipeline_rabbitmq.broker_url, pipeline_rabbitmq.results_queue)
+    return pipeline_rabbitmq

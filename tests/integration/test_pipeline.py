@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from celery import Celery
-from kombu import Connection
+from kombu import Connection, Queue
 
 import worker
 from tests.integration.conftest import Pipeline
@@ -56,13 +57,24 @@ def test_every_job_gets_exactly_one_result_on_the_queue(live_any: Pipeline) -> N
     assert sorted(m["job_id"] for m in published) == sorted(ids)
 
 
-def test_send_task_by_name_from_a_foreign_app(live_any: Pipeline) -> None:
+def jobs_queue(pipeline: Pipeline) -> Queue:
+    """The README's recipe for a foreign Celery app: the jobs queue declared as the
+    workers declare it (a quorum queue on RabbitMQ; Redis ignores the argument),
+    sent to through the default exchange, which routes to a queue of any type."""
+    return Queue(pipeline.jobs_queue, queue_arguments={"x-queue-type": "quorum"})
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["declared", "not-declared"])
+def test_send_task_by_name_from_a_foreign_app(live_any: Pipeline, declare: bool) -> None:
     other = Celery("someone-else", broker=live_any.env["STARTPROC_BROKER_URL"])
-    sent = other.send_task(
-        "startproc.start_process",
-        kwargs={"job": {"target": "orders", "process": "order-process", "business_key": "F-1"}},
-        queue=live_any.jobs_queue,
-    )
+    job = {"target": "orders", "process": "order-process", "business_key": "F-1"}
+    if declare:
+        queue = jobs_queue(live_any)
+        sent = other.send_task("startproc.start_process", kwargs={"job": job}, queue=queue)
+    else:  # the README's alternative: no declaration at all, by name through the default exchange
+        sent = other.send_task(
+            "startproc.start_process", kwargs={"job": job}, queue=live_any.jobs_queue, declare=[]
+        )
     result = live_any.wait(sent.id)
     assert result.status == "created"
     assert result.job_id == sent.id
@@ -74,16 +86,16 @@ def test_garbage_messages_get_an_invalid_result_and_the_worker_survives(live_any
     other = Celery("someone-else", broker=live_any.env["STARTPROC_BROKER_URL"])
     bad = [
         other.send_task(
-            "startproc.start_process", kwargs={"job": "{not json"}, queue=live_any.jobs_queue
+            "startproc.start_process", kwargs={"job": "{not json"}, queue=jobs_queue(live_any)
         ),
-        other.send_task("startproc.start_process", kwargs={"jobs": {}}, queue=live_any.jobs_queue),
-        other.send_task("startproc.start_process", args=[1, 2], queue=live_any.jobs_queue),
+        other.send_task("startproc.start_process", kwargs={"jobs": {}}, queue=jobs_queue(live_any)),
+        other.send_task("startproc.start_process", args=[1, 2], queue=jobs_queue(live_any)),
         other.send_task(
             "startproc.start_process",
             kwargs={
                 "job": {"target": "orders", "process": "p", "variables": {"x": "y" * 1_100_000}}
             },
-            queue=live_any.jobs_queue,
+            queue=jobs_queue(live_any),
         ),
     ]
     for sent in bad:

@@ -22,7 +22,7 @@ from worker.cli.common import (
     result_exit_code,
     results_table,
 )
-from worker.errors import InvalidJob
+from worker.errors import ConfigError, InvalidJob
 
 
 def _parse_var(text: str) -> tuple[str, Any]:
@@ -85,6 +85,8 @@ def enqueue(
         job_id = producer.enqueue(job)
     except InvalidJob as exc:
         fail(exc.message)
+    except ConfigError as exc:  # e.g. a RabbitMQ queue of another type than configured
+        fail(str(exc))
     except OperationalError as exc:
         fail(f"broker unreachable at {redact(cfg.broker_url)}: {exc}", EXIT_FAILED)
     if wait is None:
