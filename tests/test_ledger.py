@@ -113,3 +113,39 @@ def test_lease_deadline_is_in_the_future(redis_client: redis.Redis) -> None:
     ledger.claim("t", "k", "fp", "j")
     lease_until = int(ledger.get("t", "k")["lease_until"])
     assert time.time() * 1000 < lease_until <= time.time() * 1000 + 30_000
+
+
+def test_claim_with_send_marks_a_new_key_as_sent_in_the_same_step(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    assert first.status == "claimed" and first.sending and first.attempts == 1
+    assert ledger.get("t", "k")["sent_fence"] == "1"
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # the holder died
+    takeover = ledger.claim("t", "k", "fp", "job-2", send=True)
+    # ...so the takeover reconciles first, and marks its own send separately
+    assert takeover.status == "claimed" and takeover.maybe_sent and not takeover.sending
+    assert takeover.attempts == 1
+
+
+def test_claim_with_send_on_a_released_key_does_not_mark(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    assert ledger.finish("t", "k", first.fence, "RELEASED")
+    again = ledger.claim("t", "k", "fp", "job-2", send=True)
+    assert again.status == "claimed" and not again.sending and not again.maybe_sent
+    assert ledger.mark_sending("t", "k", again.fence) == 2
+
+
+def test_finish_call_runs_in_a_batch_with_other_steps(redis_client: redis.Redis) -> None:
+    from worker.redis_batch import Batch
+
+    ledger = make(redis_client)
+    claim = ledger.claim("t", "k", "fp", "job-1", send=True)
+    batch = Batch(redis_client)
+    stale = batch.script(ledger.finish_call("t", "k", claim.fence + 1, "SUCCEEDED", "i"))
+    fresh = batch.script(ledger.finish_call("t", "k", claim.fence, "SUCCEEDED", "inst-1"))
+    answers = batch.execute()
+    assert answers[stale] == 0 and answers[fresh] == 1
+    assert ledger.claim("t", "k", "fp", "job-2").instance_id == "inst-1"

@@ -302,3 +302,26 @@ def test_lookup_by_key_without_target_is_literal(rt: Runtime) -> None:
     assert rt.results.get_by_key("1").job_id == "job-b"
     assert rt.results.get_by_key("shop:*") is None
     assert rt.results.get_by_key("*") is None
+
+
+def test_a_redriven_job_counts_its_earlier_planned_retries_as_not_lost(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    """Re-driven by the sweeper, a job arrives with ``retries = 0`` after real retries."""
+    rt.service.max_deliveries = 2
+    job = {**C8_JOB, "business_key": "redriven"}
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}] * 2)
+    assert isinstance(run(rt, job, job_id="r-1", retries=0), RetryLater)
+    assert isinstance(run(rt, job, job_id="r-1", retries=1), RetryLater)
+    redriven = run(rt, job, job_id="r-1", retries=0)
+    assert redriven.status == "created", redriven.error
+
+
+def test_deliveries_that_never_ended_are_poison(rt: Runtime) -> None:
+    from worker.keys import deliveries_key
+
+    rt.service.max_deliveries = 2
+    rt.service.ledger.client.set(deliveries_key("p-1"), 2)  # two earlier deliveries died mid-job
+    result = run(rt, {**C8_JOB, "business_key": "poison"}, job_id="p-1")
+    assert result.status == "failed" and result.error.kind == "exhausted"
+    assert "lost 2 times" in result.error.message

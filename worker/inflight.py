@@ -21,6 +21,7 @@ import redis
 from redis.client import Pipeline
 
 from worker.keys import INFLIGHT, INFLIGHT_DEADLINES
+from worker.redis_batch import Batch
 
 
 class InFlight:
@@ -36,11 +37,13 @@ class InFlight:
         if own:
             pipe.execute()
 
-    def done(self, job_id: str) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(INFLIGHT, job_id)
-        pipe.zrem(INFLIGHT_DEADLINES, job_id)
-        pipe.execute()
+    def done(self, job_id: str, batch: Batch | None = None) -> None:
+        """Forget a decided job; into ``batch`` when given (both steps are idempotent)."""
+        own = Batch(self.client) if batch is None else batch
+        own.command(lambda pipe: pipe.hdel(INFLIGHT, job_id))
+        own.command(lambda pipe: pipe.zrem(INFLIGHT_DEADLINES, job_id))
+        if batch is None:
+            own.execute()
 
     def overdue(self, now: float | None = None, limit: int = 500) -> list[tuple[str, Any]]:
         """Jobs whose deadline passed, with their last known payload."""

@@ -92,3 +92,8 @@ def schedule_state_key(name: str) -> str:
 def deliveries_key(job_id: str) -> str:
     """Counts every delivery of a job, retries included."""
     return f"{PREFIX}:deliveries:{job_id}"
+
+
+def retried_key(job_id: str) -> str:
+    """Counts deliveries of a job that ended in a planned retry (so were not lost)."""
+    return f"{PREFIX}:retried:{job_id}"

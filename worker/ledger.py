@@ -26,6 +26,7 @@ from typing import Literal
 import redis
 
 from worker.keys import ledger_key
+from worker.redis_batch import ScriptCall
 
 ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
 FinalState = Literal["SUCCEEDED", "FAILED", "AMBIGUOUS", "RELEASED"]
@@ -34,8 +35,17 @@ _CLAIM = """
 local h = KEYS[1]
 local fp, job = ARGV[1], ARGV[2]
 local now, lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local send = ARGV[6] == '1'
 local state = redis.call('HGET', h, 'state')
 if not state then
+  if send then
+    -- a fresh key: claimed and marked as being sent in one step
+    redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
+               'lease_until', now + lease, 'attempts', 1, 'sent_fence', 1, 'created_at', now,
+               'updated_at', now)
+    redis.call('EXPIRE', h, ttl)
+    return {'claimed', 1, '', '', 0, 1}
+  end
   redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
              'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now)
   redis.call('EXPIRE', h, ttl)
@@ -92,6 +102,8 @@ class Claim:
     """True when a previous holder may have created an instance: reconcile first."""
     wait_ms: int = 0
     attempts: int = 0
+    sending: bool = False
+    """True when the claim also marked the first send (``claim(send=True)`` on a new key)."""
 
 
 def _ms() -> int:
@@ -109,10 +121,17 @@ class Ledger:
         self._mark = client.register_script(_MARK_SENDING)
         self._finish = client.register_script(_FINISH)
 
-    def claim(self, target: str, key: str, fingerprint: str, job_id: str) -> Claim:
+    def claim(
+        self, target: str, key: str, fingerprint: str, job_id: str, send: bool = False
+    ) -> Claim:
+        """Ask for the key. ``send``: a key nobody had is also marked as being sent.
+
+        That saves `mark_sending`'s round trip for the common first attempt;
+        the caller then checks `Claim.sending` and skips it once.
+        """
         raw = self._claim(
             keys=[ledger_key(target, key)],
-            args=[fingerprint, job_id, _ms(), self.lease_ms, self.ttl],
+            args=[fingerprint, job_id, _ms(), self.lease_ms, self.ttl, "1" if send else "0"],
         )
         status, fence, other, instance, extra, attempts = raw
         if status == "busy":
@@ -124,6 +143,7 @@ class Ledger:
             instance_id=instance,
             maybe_sent=bool(int(extra)),
             attempts=int(attempts),
+            sending=send and status == "claimed" and int(fence) == 1 and int(attempts) == 1,
         )
 
     def mark_sending(self, target: str, key: str, fence: int) -> int | None:
@@ -138,10 +158,17 @@ class Ledger:
         self, target: str, key: str, fence: int, state: FinalState, instance_id: str = ""
     ) -> bool:
         """Write the outcome if this holder still owns the key; False for a stale holder."""
-        done = self._finish(
-            keys=[ledger_key(target, key)], args=[fence, state, instance_id, _ms(), self.ttl]
+        return bool(self.finish_call(target, key, fence, state, instance_id).run())
+
+    def finish_call(
+        self, target: str, key: str, fence: int, state: FinalState, instance_id: str = ""
+    ) -> ScriptCall:
+        """`finish` as a script call, to send in a `Batch` with other steps (its answer: 0/1)."""
+        return ScriptCall(
+            self._finish,
+            [ledger_key(target, key)],
+            [fence, state, instance_id, _ms(), self.ttl],
         )
-        return bool(done)
 
     def get(self, target: str, key: str) -> dict[str, str]:
         return dict(self.client.hgetall(ledger_key(target, key)))  # type: ignore[arg-type]

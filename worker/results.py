@@ -36,6 +36,7 @@ from kombu.pools import producers
 from worker import keys
 from worker.config import settings
 from worker.models import Result
+from worker.redis_batch import ScriptCall
 
 Publisher = Callable[[dict[str, Any]], None]
 RESULTS_LOG_MAXLEN = 100_000
@@ -158,6 +159,10 @@ class ResultStore:
         results queue in the same script. False when the job already had a
         result (a redelivery or a race).
         """
+        return bool(self.record_call(result, publish_now).run())
+
+    def record_call(self, result: Result, publish_now: bool = False) -> ScriptCall:
+        """`record` as a script call, to send in a `Batch` with other steps (its answer: 0/1)."""
         body = result.to_json()
         envelope = ""
         if publish_now and self.atomic_queue:
@@ -168,9 +173,10 @@ class ResultStore:
             else ""
         )
         batch = keys.batch_counters(result.batch_id) if result.batch_id else ""
-        stored = self._record(
-            keys=[keys.result_key(result.job_id), keys.OUTBOX, keys.RESULTS_LOG],
-            args=[
+        return ScriptCall(
+            self._record,
+            [keys.result_key(result.job_id), keys.OUTBOX, keys.RESULTS_LOG],
+            [
                 body,
                 result.job_id,
                 self.ttl,
@@ -184,7 +190,6 @@ class ResultStore:
                 keys.result_waiters(result.job_id),
             ],
         )
-        return bool(stored)
 
     def record_and_publish(self, result: Result) -> bool:
         """The job's result, recorded and published (one Lua script on a Redis broker).

@@ -38,13 +38,23 @@ from worker.errors import (
 )
 from worker.failpoints import failpoint
 from worker.inflight import InFlight
-from worker.keys import deliveries_key, fingerprint, idempotency_key, result_key
+from worker.keys import (
+    deliveries_key,
+    fingerprint,
+    idempotency_key,
+    result_key,
+    retried_key,
+)
 from worker.ledger import Claim, FinalState, Ledger
 from worker.metrics import ambiguous_outcome, in_call_retry, job_finished
 from worker.models import ErrorInfo, Job, Result, Status, utcnow
 from worker.ratelimit import RateLimiter
+from worker.redis_batch import Batch, ScriptCall
 from worker.results import ResultStore
 from worker.retry import RetryPolicy
+
+DELIVERY_COUNT_TTL = 86400
+"""Seconds the per-job delivery counters are kept after the last delivery."""
 
 log = structlog.get_logger("worker.service")
 
@@ -127,26 +137,36 @@ class StartService:
     def _arrive(self, raw_job: Any, delivery: Delivery) -> tuple[Result | None, int]:
         """One round trip on arrival: an earlier result, lost deliveries, the registration.
 
-        Every delivery is counted; those that were not a Celery retry (a retry
-        is a delivery that ended normally) were lost with their worker, so a
-        crash loop shows up as a growing difference. The job is registered for
-        the sweeper before anything can fail.
+        Every delivery is counted, and so is every delivery that ended in a
+        planned retry; the rest were lost with their worker, so a crash loop
+        shows up as a growing difference. The retry count is kept in Redis, not
+        taken from the message: a job the sweeper re-drives arrives as a new
+        message with ``retries = 0``. The job is registered for the sweeper
+        before anything can fail.
         """
         key = deliveries_key(delivery.job_id)
         pipe = self.ledger.client.pipeline(transaction=False)
         pipe.get(result_key(delivery.job_id))
         pipe.incr(key)
-        pipe.expire(key, 86400)
+        pipe.expire(key, DELIVERY_COUNT_TTL)
+        pipe.get(retried_key(delivery.job_id))
         if isinstance(raw_job, dict):
             self.inflight.track(
                 delivery.job_id, raw_job, time.time() + self.decide_within, pipe=pipe
             )
-        raw_result, count, *_ = pipe.execute()
+        raw_result, count, _, retried, *_ = pipe.execute()
         existing = Result.model_validate_json(raw_result) if raw_result else None
-        return existing, int(count) - 1 - delivery.retries
+        # Celery's own count still covers retries the service never saw (internal errors).
+        planned = max(int(retried or 0), delivery.retries)
+        return existing, int(count) - 1 - planned
 
     def _track(self, job_id: str, raw_job: Any, after: float) -> None:
-        self.inflight.track(job_id, raw_job, time.time() + after + self.decide_within)
+        """A planned retry: move the sweeper's deadline and count it as a delivery not lost."""
+        pipe = self.ledger.client.pipeline(transaction=True)
+        self.inflight.track(job_id, raw_job, time.time() + after + self.decide_within, pipe=pipe)
+        pipe.incr(retried_key(job_id))
+        pipe.expire(retried_key(job_id), DELIVERY_COUNT_TTL)
+        pipe.execute()
 
     def reject(self, raw_job: Any, delivery: Delivery, exc: InvalidJob) -> Outcome:
         """Decide a job that cannot be read at all: its one result is ``invalid``."""
@@ -164,10 +184,25 @@ class StartService:
         self.dead_letters.add(delivery.job_id, raw_job, "exhausted", info.model_dump())
         return self._done(base.model_copy(update={"error": info}))
 
-    def _done(self, result: Result) -> Outcome:
-        """Record the job's one result and publish it through the outbox."""
-        recorded = self.results.record_and_publish(result)
-        self.inflight.done(result.job_id)
+    def _done(self, result: Result, ledger_step: ScriptCall | None = None) -> Outcome:
+        """Record the job's one result, publish it, and forget the job: one round trip.
+
+        ``ledger_step`` (the ledger's final write) goes in the same batch. The
+        steps run in order, ledger first, and each is idempotent, so a crash
+        anywhere in between leaves a redelivery with nothing to undo.
+        """
+        batch = Batch(self.ledger.client)
+        fenced = batch.script(ledger_step) if ledger_step is not None else None
+        atomic = self.results.atomic_queue is not None
+        recorded_at = batch.script(self.results.record_call(result, publish_now=atomic))
+        self.inflight.done(result.job_id, batch)
+        answers = batch.execute()
+        if fenced is not None and not answers[fenced]:
+            log.warning("job.fenced_after_success", job_id=result.job_id)
+        recorded = bool(answers[recorded_at])
+        if not atomic or not recorded:
+            # another broker, or a redelivery: publish what the outbox still holds
+            self.results.publish_pending(result.job_id)
         failpoint("after_result", result.job_id, result.process)
         final = result if recorded else self.results.get(result.job_id) or result
         job_finished(final, first=recorded)
@@ -193,6 +228,8 @@ class _Run:
     engine: Engine | None = None
     fence: int = 0
     attempts: int = 0
+    premarked: bool = False
+    """The claim already marked the first send (a new key, no rate limit to wait for)."""
 
     def __post_init__(self) -> None:
         self.job_id = self.job.job_id or self.delivery.job_id
@@ -228,6 +265,7 @@ class _Run:
             return self.succeed(claim.instance_id, status)
         self.fence = claim.fence
         self.attempts = claim.attempts
+        self.premarked = claim.sending
         if claim.maybe_sent:
             found = self._reconcile()
             if found is not None:
@@ -237,10 +275,12 @@ class _Run:
     def _claim(self) -> Claim:
         svc = self.service
         fp = fingerprint(self.job.payload())
+        # With a rate limit the send may wait for a token, so it is marked only then.
+        send = not svc.targets[self.job.target].rate_limit
         deadline = time.monotonic() + svc.busy_wait
         delay = 0.02
         while True:
-            claim = svc.ledger.claim(self.job.target, self.key, fp, self.job_id)
+            claim = svc.ledger.claim(self.job.target, self.key, fp, self.job_id, send=send)
             if claim.status != "busy" or time.monotonic() + delay > deadline:
                 return claim
             svc.sleep(min(delay, claim.wait_ms / 1000))
@@ -278,10 +318,13 @@ class _Run:
         def attempt() -> Started:
             if limit and svc.rate_limiter is not None:
                 self._take_token(limit)
-            sent = svc.ledger.mark_sending(self.job.target, self.key, self.fence)
-            if sent is None:
-                raise Fenced("the idempotency key was taken over by another worker")
-            self.attempts = sent
+            if self.premarked:
+                self.premarked = False  # the claim marked this first send
+            else:
+                sent = svc.ledger.mark_sending(self.job.target, self.key, self.fence)
+                if sent is None:
+                    raise Fenced("the idempotency key was taken over by another worker")
+                self.attempts = sent
             failpoint("before_send", self.job_id, self.job.process_id)
             started = engine.execute(request)
             failpoint("after_response", self.job_id, self.job.process_id)
@@ -335,9 +378,11 @@ class _Run:
         return self.service.ledger.finish(self.job.target, self.key, self.fence, state, instance_id)
 
     def _created(self, instance_id: str) -> Outcome:
-        if not self._ledger("SUCCEEDED", instance_id):
-            self.log.warning("job.fenced_after_success", instance_id=instance_id)
-        return self.succeed(instance_id, "created")
+        finish = self.service.ledger.finish_call(
+            self.job.target, self.key, self.fence, "SUCCEEDED", instance_id
+        )
+        result = self._result("created", instance_id=instance_id)
+        return self.service._done(result, ledger_step=finish)
 
     def succeed(self, instance_id: str, status: Status) -> Outcome:
         return self.service._done(self._result(status, instance_id=instance_id))

@@ -179,19 +179,9 @@ class Engine(ABC):
     def send(self, request: StartRequest) -> requests.Response:
         """One HTTP exchange, with a single refresh-and-retry when a cached token got 401."""
         url = self.target.base_url + request.path
-        timeout = (self.target.connect_timeout, self.target.timeout)
         for attempt in (1, 2):
             try:
-                response = self.session.request(
-                    request.method,
-                    url,
-                    params=request.params or None,
-                    json=request.json,
-                    data=request.form,
-                    headers=request.headers or None,
-                    auth=self.credentials,
-                    timeout=timeout,
-                )
+                response = self._exchange(request, url)
             except requests.RequestException as exc:
                 raise transport_error(exc, self.name) from None
             if response.status_code == 401 and self.credentials.refreshable and attempt == 1:
@@ -199,6 +189,36 @@ class Engine(ABC):
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange(self, request: StartRequest, url: str) -> requests.Response:
+        """Prepare the request and hand it to the session's transport adapter.
+
+        ``Session.request`` would merge cookie jars, run hooks and follow
+        redirects on every call, about 0.4 ms of CPU per start that buys an
+        engine API nothing: credentials travel with each request, and a start
+        must never follow a redirect. The session still owns the pool, the
+        mounted adapters (tests mount fakes there), TLS and proxy settings.
+        """
+        session = self.session
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=request.method,
+            url=url,
+            headers={**session.headers, **request.headers},
+            data=request.form,
+            params=request.params or None,
+            auth=self.credentials,
+            json=request.json,
+        )
+        response = session.get_adapter(url).send(
+            prepared,
+            timeout=(self.target.connect_timeout, self.target.timeout),
+            verify=True if session.verify is None else session.verify,
+            cert=session.cert,
+            proxies=session.proxies,
+        )
+        _ = response.content  # read it all now, so the connection goes back to the pool
+        return response
 
     def start(self, job: Job, key: str) -> Started:
         """Build, send, classify: one attempt. Retrying is the caller's policy."""

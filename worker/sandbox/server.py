@@ -9,19 +9,21 @@ With one engine it is served at the root; with several, each under
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response
 
 from worker.sandbox.base import EngineApp
 from worker.sandbox.blueworks import BlueworksApp
 from worker.sandbox.camunda7 import Camunda7App
 from worker.sandbox.camunda8 import Camunda8App
+from worker.sandbox.keepalive import close_all, handler_for
 from worker.sandbox.processmaker4 import ProcessMaker4App
 from worker.sandbox.tas import TasApp
 
@@ -30,13 +32,6 @@ if TYPE_CHECKING:
 
 ENGINE_NAMES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
 EngineName = Literal["camunda8", "camunda7", "processmaker4", "blueworks", "tas"]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log line per request (errors are still logged)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -66,6 +61,7 @@ class SandboxServer:
         self._quiet = quiet
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -73,8 +69,9 @@ class SandboxServer:
         """Bind, listen and serve in a daemon thread; the port accepts on return."""
         if self._server is not None:
             raise RuntimeError("sandbox server already started")
+        handler = handler_for(self._connections, self._quiet)
         server = make_server(self._host, self._requested_port, self._wsgi_app(), threaded=True,
-                             request_handler=_QuietHandler if self._quiet else None)
+                             request_handler=handler)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   name=f"sandbox-{server.server_port}", daemon=True)
         thread.start()
@@ -88,6 +85,7 @@ class SandboxServer:
             return
         server.shutdown()
         thread.join()
+        close_all(self._connections)  # kept-alive clients must see the engine go away
         server.server_close()
         self._server = self._thread = None
 

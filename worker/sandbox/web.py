@@ -70,12 +70,11 @@ def read_json_object(request: Request, *, empty: JsonDict | None = None) -> Json
 def drop_connection(request: Request) -> Response:
     """Close the client's socket without sending a byte of the response.
 
-    The socket is shut down in both directions; werkzeug's attempt to write the
-    returned (never delivered) response then fails with a broken pipe, which
-    its server treats as a client disconnect and ignores. werkzeug always sends
-    ``Connection: close``, so no pooled connection is silently retried: a
-    ``requests`` client sees ``ConnectionError`` ("Remote end closed connection
-    without response").
+    The socket is shut down in both directions; the server's attempt to write
+    the returned (never delivered) response then fails, and it ends the
+    connection. The client's pool does not retry on its own (urllib3 retries
+    are off in `worker.http`), so a ``requests`` client sees
+    ``ConnectionError`` ("Remote end closed connection without response").
     """
     request.get_data(cache=True)  # unread input would turn the FIN into a RST
     sock = request.environ.get("werkzeug.socket")
