@@ -19,9 +19,11 @@ from typing import Any
 
 import redis
 from celery import Celery
+from kombu.pools import producers
 
 from worker.celery_app import reliability_conf
 from worker.config import settings
+from worker.producer import pooled_connection
 
 TASK_NAME = "bench.noop"
 QUEUE = "bench.noop"
@@ -42,9 +44,8 @@ def noop(*_args: Any, **_kwargs: Any) -> None:
 
 
 def publish(prepared: list[dict[str, Any]], broker_url: str) -> None:
-    """Send prepared jobs to the no-op task on one connection, like ``producer.publish``."""
-    with app.connection_for_write(broker_url) as conn:
-        producer = app.amqp.Producer(conn)
+    """Send prepared jobs to the no-op task with a pooled producer, like ``producer.publish``."""
+    with producers[pooled_connection(broker_url)].acquire(block=True, timeout=30) as producer:
         for data in prepared:
             app.send_task(
                 TASK_NAME,

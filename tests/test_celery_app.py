@@ -196,3 +196,18 @@ def test_celerys_shared_delay_queues_of_another_type_point_to_a_vhost_of_its_own
     message = str(queue_mismatch(make(AMQP), DelayQueueRefused()))
     assert "virtual host of its own" in message
     assert "rabbitmqctl delete_queue" not in message
+
+
+def test_the_worker_sets_its_gil_switch_interval_at_start() -> None:
+    import sys
+
+    from worker import celery_app
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        celery_app._switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(celery_app.cfg.worker_switch_interval)
+        assert celery_app.cfg.worker_switch_interval == pytest.approx(0.001)  # the default
+    finally:
+        sys.setswitchinterval(before)

@@ -78,7 +78,7 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
     prepared = list(prepared)
     register(prepared)
     ids = []
-    connection = _connection(url)
+    connection = pooled_connection(url)
     with producers[connection].acquire(block=True, timeout=30) as producer:
         for data in prepared:
             try:
@@ -99,7 +99,7 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
 
 
 @lru_cache(maxsize=8)
-def _connection(url: str) -> Connection:
+def pooled_connection(url: str) -> Connection:
     """One pooled connection per broker URL: no new connection per enqueue."""
     options = {"confirm_publish": True} if url.startswith(("amqp", "pyamqp")) else {}
     return Connection(url, transport_options=options)
