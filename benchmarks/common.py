@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,12 @@ def cpu_times(pid: int) -> tuple[float, float]:
         frontier.extend(children)
     mine = [procs[p] for p in tree if p in procs]
     return sum(p[1] for p in mine) / CLK_TCK, sum(p[2] for p in mine) / CLK_TCK
+
+
+def workers_cpu(pids: Sequence[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of several process trees together."""
+    times = [cpu_times(pid) for pid in pids]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
 def redis_calls(client: redis.Redis) -> Counter[str]:
@@ -400,14 +406,19 @@ class Bench:
         jobs: list[dict[str, Any]],
         timeout: float = 300.0,
         during: Callable[[], None] | None = None,
+        also: Sequence[Worker] = (),
     ) -> tuple[Sample, list[bytes]]:
-        """Enqueue ``jobs`` and wait for all their completions; ``during`` runs before sending."""
+        """Enqueue ``jobs`` and wait for all their completions; ``during`` runs before sending.
+
+        ``also``: more workers on the same queue, whose CPU counts in the sample too.
+        """
         ours: Counter[str] = Counter()
         if worker.proc.poll() is not None:
             raise RuntimeError(f"{worker.kind} worker exited; logs in {self.workdir / 'logs'}")
         self.client.delete(worker.done_key)  # nothing left over from an earlier run
         calls0 = redis_calls(self.client)
-        cpu0, sandbox0 = cpu_times(worker.pid), cpu_times(self.sandbox.pid)
+        pids = [worker.pid, *(w.pid for w in also)]
+        cpu0, sandbox0 = workers_cpu(pids), cpu_times(self.sandbox.pid)
         if during is not None:
             during()
         start = time.perf_counter()
@@ -417,7 +428,7 @@ class Bench:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; logs in {self.workdir / 'logs'}") from None
         seconds = time.perf_counter() - start
-        cpu1, sandbox1 = cpu_times(worker.pid), cpu_times(self.sandbox.pid)
+        cpu1, sandbox1 = workers_cpu(pids), cpu_times(self.sandbox.pid)
         calls = redis_calls(self.client) - calls0 - ours
         user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         sample = Sample(len(jobs), seconds, user, system, sum(sandbox1) - sum(sandbox0), calls)

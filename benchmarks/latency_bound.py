@@ -13,7 +13,11 @@ default pool and need no monkey-patching of redis-py, requests or kombu
 (gevent is not even a dependency); gevent pays off only with many hundreds of
 concurrent calls per process.
 
-    python -m benchmarks.latency_bound --n 640 --concurrency 64 --latency-ms 200
+One worker process is bound by its CPU per start (one core at most, the
+GIL). ``--processes 2`` splits the same 64 threads over two worker processes
+(32 each), as one would deploy on a two-core machine; `run_all` reports both.
+
+    python -m benchmarks.latency_bound --n 640 --concurrency 64 --latency-ms 200 [--processes 2]
 """
 
 from __future__ import annotations
@@ -33,45 +37,59 @@ def run(
     concurrency: int = 64,
     latency_ms: int = 200,
     pool: str = "threads",
+    processes: int = 1,
 ) -> Report:
-    worker = bench.start_worker("pipeline", pool, concurrency)
+    if concurrency % processes:
+        raise ValueError(f"--concurrency {concurrency} does not split over {processes} processes")
+    workers = [
+        bench.start_worker("pipeline", pool, concurrency // processes) for _ in range(processes)
+    ]
+    worker, others = workers[0], workers[1:]
     samples: list[Sample] = []
     try:
         bench.sandbox.configure(latency_ms=latency_ms)
-        bench.run(worker, make_jobs(concurrency))  # opens every HTTP connection; not measured
+        # opens every HTTP connection; not measured
+        bench.run(worker, make_jobs(concurrency), also=others)
         for _ in range(rounds):
-            sample, items = bench.run(worker, make_jobs(n))
+            sample, items = bench.run(worker, make_jobs(n), also=others)
             statuses = decode_results(items)
             if statuses != Counter(created=n):
                 raise AssertionError(f"P2: expected {n} created results, got {dict(statuses)}")
             samples.append(sample)
     finally:
         bench.sandbox.configure()  # back to zero latency
-        bench.stop_worker(worker)
-    return Report(rows(samples, concurrency, latency_ms, pool))
+        for each in workers:
+            bench.stop_worker(each)
+    return Report(rows(samples, concurrency, latency_ms, pool, processes))
 
 
-def rows(samples: list[Sample], concurrency: int, latency_ms: int, pool: str) -> list[Row]:
+def rows(
+    samples: list[Sample], concurrency: int, latency_ms: int, pool: str, processes: int = 1
+) -> list[Row]:
     ideal = concurrency / (latency_ms / 1000)
     rate = median([s.rate for s in samples])
     jobs = sum(s.jobs for s in samples)
     cpu = sum(s.worker_cpu for s in samples)
     cores = cpu / sum(s.seconds for s in samples)
     rounds = ", ".join(f"{s.rate:.0f}" for s in samples)
+    setup = f"{pool} pool"
+    if processes > 1:
+        setup = f"{processes} processes x {pool} x {concurrency // processes}"
+    bench = "P2" if processes == 1 else f"P2 x{processes}"
     return [
         Row(
-            "P2", "throughput", rate, "jobs/s", ideal, f"{concurrency} / {latency_ms} ms",
+            bench, "throughput", rate, "jobs/s", ideal, f"{concurrency} / {latency_ms} ms",
             goal=f">= {GOAL_RATIO}x ideal ({GOAL_RATIO * ideal:.0f})",
             passed=rate >= GOAL_RATIO * ideal,
-            note=f"{samples[0].jobs} jobs x {len(samples)} rounds, {pool} pool; "
+            note=f"{samples[0].jobs} jobs x {len(samples)} rounds, {setup}; "
             f"median; rounds: {rounds}",
         ),
         Row(
-            "P2", "worker CPU per start", cpu / jobs * 1e6, "us",
-            note=f"the worker process used {cores:.2f} cores on average",
+            bench, "worker CPU per start", cpu / jobs * 1e6, "us",
+            note=f"the worker processes used {cores:.2f} cores on average",
         ),
         Row(
-            "P2", "Redis commands per start", sum(s.commands * s.jobs for s in samples) / jobs, "",
+            bench, "Redis commands per start", sum(s.commands * s.jobs for s in samples) / jobs, "",
         ),
     ]
 
@@ -83,9 +101,13 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--pool", default="threads")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     args = parser.parse_args(argv)
     with Bench.open() as bench:
-        report = run(bench, args.n, args.rounds, args.concurrency, args.latency_ms, args.pool)
+        report = run(
+            bench, args.n, args.rounds, args.concurrency, args.latency_ms, args.pool,
+            args.processes,
+        )
     print(table(report.rows))
     return report
 

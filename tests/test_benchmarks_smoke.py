@@ -20,6 +20,8 @@ MEASURED = {
     ("P1", "Redis commands per start"),
     ("P2", "throughput"),
     ("P2", "worker CPU per start"),
+    ("P2 x2", "throughput"),
+    ("P2 x2", "worker CPU per start"),
     ("P4", "latency p50"),
     ("P4", "latency p99"),
 }

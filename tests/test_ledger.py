@@ -149,3 +149,31 @@ def test_finish_call_runs_in_a_batch_with_other_steps(redis_client: redis.Redis)
     answers = batch.execute()
     assert answers[stale] == 0 and answers[fresh] == 1
     assert ledger.claim("t", "k", "fp", "job-2").instance_id == "inst-1"
+
+
+def test_a_holder_dying_while_it_reconciles_leaves_the_earlier_send_unresolved(
+    redis_client: redis.Redis,
+) -> None:
+    """Found by the chaos run: holder 1 sent and died; holder 2 took over to reconcile
+    and died before sending; holder 3 must reconcile too, not send blindly."""
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1")
+    ledger.mark_sending("t", "k", first.fence)
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # holder 1 died after sending
+    second = ledger.claim("t", "k", "fp", "job-1")
+    assert second.maybe_sent
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # holder 2 died reconciling
+    third = ledger.claim("t", "k", "fp", "job-1")
+    assert third.status == "claimed" and third.fence == 3
+    assert third.maybe_sent
+
+
+def test_a_released_key_has_no_unresolved_send(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1")
+    ledger.mark_sending("t", "k", first.fence)
+    ledger.finish("t", "k", first.fence, "RELEASED")  # the engine said 503: nothing created
+    second = ledger.claim("t", "k", "fp", "job-2")
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # died before sending
+    assert not ledger.claim("t", "k", "fp", "job-2").maybe_sent
+    assert second.fence == 2

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-POINTS = ("before_send", "after_response", "after_result")
+POINTS = ("before_send", "after_response", "while_reconciling", "after_result")
 
 
 @dataclass(frozen=True)

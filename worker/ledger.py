@@ -7,8 +7,9 @@ One Redis hash per (target, idempotency key)::
     job_id       the job that claimed it last; instance_id once SUCCEEDED
     fence        grows on every claim; a holder with an older fence can't write
     lease_until  ms epoch; an IN_FLIGHT entry past it belongs to a dead worker
-    sent_fence   the fence whose holder was about to send (so a takeover knows
-                 whether the dead holder might have created an instance)
+    sent_fence   the fence of the last holder that was about to send; cleared only
+                 when a send is known not to have created anything (RELEASED), so a
+                 takeover knows whether any earlier holder may have created an instance
     attempts     start requests sent for this key
 
 Every transition is one Lua script, so two workers racing on a key can never
@@ -62,9 +63,11 @@ if state == 'IN_FLIGHT' and lease_until > now then
   return {'busy', 0, f[2] or '', '', lease_until - now, 0}
 end
 -- Taking over: a dead holder or an AMBIGUOUS outcome may have created an instance.
+-- Any holder that marked a send counts, not only the last one: a holder that
+-- died while reconciling an earlier holder's send leaves that send unresolved.
 local maybe_sent = 0
 if state == 'AMBIGUOUS' then maybe_sent = 1 end
-if state == 'IN_FLIGHT' and f[6] == f[5] then maybe_sent = 1 end
+if state == 'IN_FLIGHT' and f[6] then maybe_sent = 1 end
 local fence = redis.call('HINCRBY', h, 'fence', 1)
 redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
            'updated_at', now)

@@ -300,6 +300,7 @@ class _Run:
             )
         deadline = time.monotonic() + self.service.reconcile_window
         delay = 0.1
+        failpoint("while_reconciling", self.job_id, self.job.process_id)
         while True:
             found = self.engine.lookup(self.job, self.key)
             if found is not None or time.monotonic() + delay > deadline:

@@ -45,9 +45,11 @@ class Verdict:
     results_on_queue: int
     extra_results: int
     dlq: int
+    doubled: dict[str, list[str]] = field(default_factory=dict)
+    """Carried key -> ids of the instances it got, for every key with more than one."""
 
     def row(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "doubled"}
 
 
 @dataclass
@@ -86,9 +88,14 @@ class FaultStack:
         statuses = Counter(r.status for r in found.values() if r is not None)
         published = Counter(m["job_id"] for m in drain(self.redis_url))
         keys: Counter[str] = Counter()
+        instances: dict[str, list[str]] = {}
         for name in engines:
             for instance in self.sandbox.app(name).instances:
                 keys[_carried_key(instance)] += 1
+                number = (instance.get("variables") or {}).get("n")
+                instances.setdefault(_carried_key(instance), []).append(
+                    f"{name}:{instance['id']}@{instance.get('created_at', '?')} n={number}"
+                )
         dlq = redis.Redis.from_url(self.redis_url).hlen("startproc:dlq")
         verdict = Verdict(
             scenario=scenario,
@@ -101,6 +108,7 @@ class FaultStack:
             results_on_queue=sum(published[j] for j in job_ids),
             extra_results=sum(n - 1 for n in published.values() if n > 1),
             dlq=int(dlq),  # type: ignore[arg-type]
+            doubled={k: v for k, v in instances.items() if len(v) > 1},
         )
         SUMMARY.append(verdict.row())
         return verdict
@@ -117,11 +125,26 @@ def _carried_key(instance: dict[str, Any]) -> str:
     return str(instance.get("business_key") or instance["id"])
 
 
-def assert_clean(verdict: Verdict, logs: str = "") -> None:
+def assert_clean(verdict: Verdict, logs: str = "", workdir: Path | None = None) -> None:
     assert verdict.lost == 0, f"lost jobs: {verdict}\n{logs}"
-    assert verdict.duplicate_instances == 0, verdict
+    assert verdict.duplicate_instances == 0, f"{verdict}\n{_trace(verdict, workdir)}"
     assert verdict.results_on_queue == verdict.jobs, verdict
     assert verdict.extra_results == 0, verdict
+
+
+def _trace(verdict: Verdict, workdir: Path | None) -> str:
+    """Every worker log line that names a doubled key: what each holder did, in order."""
+    if workdir is None:
+        return ""
+    lines = [f"doubled: {verdict.doubled}"]
+    terms = {key.removeprefix("startproc:") for key in verdict.doubled}
+    for found in verdict.doubled.values():  # the mixed run's keys are mix-<n>
+        terms.update(f'"mix-{item.rsplit("n=", 1)[1]}"' for item in found if "n=" in item)
+    for log in sorted((workdir / "logs").glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if any(term in line for term in terms):
+                lines.append(f"{log.name}: {line[:400]}")
+    return "\n".join(lines[:200])
 
 
 BASE_ENV = {

@@ -40,11 +40,27 @@ def test_sigkill_of_the_worker_child_at_each_point(faults: FaultStack) -> None:
     )
     ids = worker.enqueue_many(jobs)
     verdict = faults.verify("sigkill child at 3 points", ids)
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 15
     assert faults.sandbox.app("camunda8").count() == 15
     markers = os.listdir(faults.workdir / "markers")
     assert len(markers) == 15  # every job really was killed once
+
+
+@pytest.mark.stack_env(
+    STARTPROC_FAILPOINTS="after_response@demo-process=once;while_reconciling@demo-process=once"
+)
+def test_a_holder_killed_while_reconciling_an_earlier_send(faults: FaultStack) -> None:
+    """The first holder creates the instance and dies; the second dies while looking it
+    up; the third must look it up too (found by the chaos run: it used to send again)."""
+    faults.start_worker(pool="prefork", concurrency=2)
+    ids = worker.enqueue_many(c8_jobs(3, "reconciler", "demo-process"))
+    verdict = faults.verify("killed while reconciling", ids)
+    assert_clean(verdict, faults.logs(), faults.workdir)
+    assert verdict.created == 3
+    assert faults.sandbox.app("camunda8").count() == 3
+    markers = sorted(os.listdir(faults.workdir / "markers"))
+    assert len(markers) == 6  # each job was killed at both points
 
 
 @pytest.mark.stack_env(appendonly=True)
@@ -57,7 +73,7 @@ def test_redis_restarted_mid_run(faults: FaultStack) -> None:
     assert app.wait_for_instances(10, timeout=30)
     faults.embedded.restart(kill=True)  # type: ignore[attr-defined]
     verdict = faults.verify("redis killed + restarted (AOF)", ids, timeout=120)
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 60 and app.count() == 60
 
 
@@ -75,7 +91,7 @@ def test_broker_unreachable_for_a_few_seconds(faults: FaultStack) -> None:
     outage.wait(3)  # the outage itself is the fault being injected, not a wait for an event
     server.start()
     verdict = faults.verify("broker down 3 s", ids, timeout=120)
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 40 and app.count() == 40
 
 
@@ -106,7 +122,7 @@ def test_commit_then_dropped_connection_is_reconciled(
     ]
     ids = worker.enqueue_many(jobs)
     verdict = faults.verify(f"commit+drop {engine}", ids, engines=(engine,))
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 10 and app.count() == 10
 
 
@@ -122,7 +138,7 @@ def test_backpressure_storms_with_retry_after(faults: FaultStack) -> None:
     app.faults.configure(error_rate=0.3, seed=7)
     ids = worker.enqueue_many(c8_jobs(30, "storm"))
     verdict = faults.verify("429/503 storms + RESOURCE_EXHAUSTED", ids, timeout=120)
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 30 and app.count() == 30
 
 
@@ -133,7 +149,7 @@ def test_same_key_50_times_across_two_workers(faults: FaultStack) -> None:
     job = {**C8, "variables": {"x": 1}, "idempotency_key": "hot-key"}
     ids = worker.enqueue_many([job] * 50)
     verdict = faults.verify("same key x50, 2 workers", ids)
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 1 and verdict.duplicates == 49
     assert faults.sandbox.app("camunda8").count() == 1
 
@@ -144,7 +160,7 @@ def test_same_key_different_payload_is_a_conflict(faults: FaultStack) -> None:
     faults.results([first])
     second = worker.enqueue({**C8, "variables": {"v": 2}, "idempotency_key": "k"})
     verdict = faults.verify("same key, other payload", [first, second])
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     result = faults.results([second])[second]
     assert result is not None and result.error is not None and result.error.kind == "conflict"
     assert faults.sandbox.app("camunda8").count() == 1
@@ -156,7 +172,7 @@ def test_poison_message_ends_in_the_dlq(faults: FaultStack) -> None:
     poison = worker.enqueue({**C8, "process": "poison-process"})
     healthy = worker.enqueue({**C8, "variables": {"ok": True}})
     verdict = faults.verify("poison message", [poison, healthy], timeout=120)
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     result = faults.results([poison])[poison]
     assert result is not None and result.error is not None
     assert result.error.kind == "exhausted" and "poison" in result.error.message
@@ -233,7 +249,7 @@ def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
         engines=("camunda8", "camunda7", "processmaker4"),
         timeout=600,
     )
-    assert_clean(verdict, faults.logs())
+    assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.failed == 0
     assert verdict.created == n - n // 4 and verdict.duplicates == n // 4
     assert (
