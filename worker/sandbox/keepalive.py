@@ -25,8 +25,8 @@ from typing import IO, Any, ClassVar, cast
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
 
-IDLE_TIMEOUT = 30.0
-"""Seconds an idle kept-alive connection stays open (then the server closes it)."""
+IDLE_TIMEOUT = 120.0
+"""Seconds an idle kept-alive connection stays open (then the server closes it, quietly)."""
 
 _NO_BODY = {HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED}
 
@@ -51,6 +51,11 @@ class KeepAliveHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if not self.quiet:
             super().log_request(code, size)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if format.startswith("Request timed out"):
+            return  # an idle kept-alive connection reached IDLE_TIMEOUT: routine, not an error
+        super().log_error(format, *args)
 
     def run_wsgi(self) -> None:
         environ = self.make_environ()
