@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +76,14 @@ def running_pipeline(
     redis_server: EmbeddedRedis,
     sandbox: SandboxServer,
     workdir: Path,
-    extra_env: dict[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    pool: str = "threads",
+    concurrency: int = 4,
 ) -> Iterator[Pipeline]:
     """A worker process on the given broker (the ledger always on the embedded Redis).
+
+    ``extra_env`` is set in this process too, for as long as the pipeline runs,
+    so everything its stack starts later (a beat, a second worker) inherits it.
 
     On RabbitMQ the queues get unique names, since the server is shared, and
     are deleted afterwards with the jobs queue's exchange.
@@ -112,7 +117,7 @@ def running_pipeline(
     os.environ.update(env)
     settings.cache_clear()
     stack = LocalStack(broker_url=broker_url, env=env, log_dir=workdir / "logs")
-    stack.start_worker(concurrency=4, hostname=hostname)
+    stack.start_worker(concurrency=concurrency, pool=pool, hostname=hostname)
     try:
         yield Pipeline(stack, sandbox, env, workdir / "logs", broker=broker)
     finally:

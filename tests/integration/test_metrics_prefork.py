@@ -20,8 +20,7 @@ import pytest
 
 import worker
 from tests.intake.helpers import free_port, wait_until
-from tests.integration.conftest import Pipeline
-from tests.integration.stack_helpers import pipeline_with
+from tests.integration.conftest import Pipeline, running_pipeline
 from tests.test_metrics import value
 from worker import demo, metrics
 from worker.embedded import EmbeddedRedis
@@ -47,8 +46,8 @@ def prefork(
     env = {"STARTPROC_METRICS_PORT": str(free_port()), "STARTPROC_LOG_FORMAT": "json"}
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv(metrics.MULTIPROC_ENV, raising=False)  # the worker must make its own
-        with pipeline_with(
-            redis_server, sandbox, tmp_path, env=env, pool="prefork", concurrency=2
+        with running_pipeline(
+            "redis", redis_server, sandbox, tmp_path, env, pool="prefork", concurrency=2
         ) as running:
             yield running
 
