@@ -177,3 +177,21 @@ def test_a_released_key_has_no_unresolved_send(redis_client: redis.Redis) -> Non
     redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # died before sending
     assert not ledger.claim("t", "k", "fp", "job-2").maybe_sent
     assert second.fence == 2
+
+
+def test_a_takeover_says_why_it_must_reconcile_and_how_long_ago_the_send_was(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "dead", "fp", "job-1")
+    ledger.mark_sending("t", "dead", first.fence)
+    sent_ms = int(time.time() * 1000) - 30_000
+    redis_client.hset("startproc:ledger:t:dead", mapping={"lease_until": 0, "updated_at": sent_ms})
+    died = ledger.claim("t", "dead", "fp", "job-1")
+    assert died.maybe_sent and died.holder_died and 29.0 < died.since_send < 60.0
+
+    c = ledger.claim("t", "amb", "fp", "job-2")
+    ledger.mark_sending("t", "amb", c.fence)
+    ledger.finish("t", "amb", c.fence, "AMBIGUOUS")
+    lost = ledger.claim("t", "amb", "fp", "job-2")
+    assert lost.maybe_sent and not lost.holder_died and 0.0 <= lost.since_send < 5.0

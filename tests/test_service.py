@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
+from worker.keys import fingerprint
+from worker.models import Job
 from worker.results import results_queue
 from worker.runtime import Runtime, build_runtime
 from worker.sandbox import SandboxServer
@@ -325,3 +328,40 @@ def test_deliveries_that_never_ended_are_poison(rt: Runtime) -> None:
     result = run(rt, {**C8_JOB, "business_key": "poison"}, job_id="p-1")
     assert result.status == "failed" and result.error.kind == "exhausted"
     assert "lost 2 times" in result.error.message
+
+
+def test_a_takeover_long_after_a_dead_holders_send_looks_up_once(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    """The lease outlived the reconcile window: one lookup, no polling, then the send."""
+    naps: list[float] = []
+    rt.service.sleep = naps.append
+    job = {**C8_JOB, "business_key": "long-dead"}
+    ledger = rt.service.ledger
+    key = "camunda8:order-process:long-dead"
+    claim = ledger.claim("camunda8", key, fingerprint(Job.parse(job).payload()), "dead-job")
+    ledger.mark_sending("camunda8", key, claim.fence)  # ...and then it died, an hour ago
+    an_hour_ago = int((time.time() - 3600) * 1000)
+    ledger.client.hset(
+        f"startproc:ledger:camunda8:{key}",
+        mapping={"lease_until": 0, "updated_at": an_hour_ago},
+    )
+    result = run(rt, job, job_id="taker")
+    assert result.status == "created" and result.attempts == 2
+    assert naps == []  # no polling
+    assert sandbox.app("camunda8").count() == 1
+
+
+def test_a_fresh_lost_answer_is_looked_up_for_the_whole_window(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    naps: list[float] = []
+    rt.service.sleep = naps.append
+    rt.service.reconcile_window = 0.5
+    app = sandbox.app("camunda8")
+    app.faults.script([{"drop": "before_commit"}])  # nothing created, the answer lost
+    job = {**C8_JOB, "business_key": "fresh-loss"}
+    assert isinstance(run(rt, job, job_id="fresh"), RetryLater)
+    assert run(rt, job, job_id="fresh", retries=1).status == "created"
+    assert naps, "the lookup should have been repeated within the window"
+    assert app.count() == 1

@@ -45,34 +45,36 @@ if not state then
                'lease_until', now + lease, 'attempts', 1, 'sent_fence', 1, 'created_at', now,
                'updated_at', now)
     redis.call('EXPIRE', h, ttl)
-    return {'claimed', 1, '', '', 0, 1}
+    return {'claimed', 1, '', '', 0, 1, 0}
   end
   redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
              'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now)
   redis.call('EXPIRE', h, ttl)
-  return {'claimed', 1, '', '', 0, 0}
+  return {'claimed', 1, '', '', 0, 0, 0}
 end
 local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
-                     'sent_fence', 'attempts')
-if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0} end
+                     'sent_fence', 'attempts', 'updated_at')
+if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0, 0} end
 if state == 'SUCCEEDED' then
-  return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0)}
+  return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0), 0}
 end
 local lease_until = tonumber(f[4] or 0)
 if state == 'IN_FLIGHT' and lease_until > now then
-  return {'busy', 0, f[2] or '', '', lease_until - now, 0}
+  return {'busy', 0, f[2] or '', '', lease_until - now, 0, 0}
 end
 -- Taking over: a dead holder or an AMBIGUOUS outcome may have created an instance.
 -- Any holder that marked a send counts, not only the last one: a holder that
 -- died while reconciling an earlier holder's send leaves that send unresolved.
+-- 1: an answer was lost (AMBIGUOUS); 2: a holder died after marking a send.
 local maybe_sent = 0
 if state == 'AMBIGUOUS' then maybe_sent = 1 end
-if state == 'IN_FLIGHT' and f[6] then maybe_sent = 1 end
+if state == 'IN_FLIGHT' and f[6] then maybe_sent = 2 end
+local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
 local fence = redis.call('HINCRBY', h, 'fence', 1)
 redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
            'updated_at', now)
 redis.call('EXPIRE', h, ttl)
-return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0)}
+return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since}
 """
 
 _MARK_SENDING = """
@@ -103,6 +105,10 @@ class Claim:
     instance_id: str = ""
     maybe_sent: bool = False
     """True when a previous holder may have created an instance: reconcile first."""
+    holder_died: bool = False
+    """``maybe_sent`` because a holder died after marking a send (not an answer lost)."""
+    since_send: float = 0.0
+    """With ``maybe_sent``: seconds since that holder's last write (its send or its outcome)."""
     wait_ms: int = 0
     attempts: int = 0
     sending: bool = False
@@ -136,7 +142,7 @@ class Ledger:
             keys=[ledger_key(target, key)],
             args=[fingerprint, job_id, _ms(), self.lease_ms, self.ttl, "1" if send else "0"],
         )
-        status, fence, other, instance, extra, attempts = raw
+        status, fence, other, instance, extra, attempts, since = raw
         if status == "busy":
             return Claim("busy", other_job_id=other, wait_ms=int(extra))
         return Claim(
@@ -145,6 +151,8 @@ class Ledger:
             other_job_id=other,
             instance_id=instance,
             maybe_sent=bool(int(extra)),
+            holder_died=int(extra) == 2,
+            since_send=int(since) / 1000,
             attempts=int(attempts),
             sending=send and status == "claimed" and int(fence) == 1 and int(attempts) == 1,
         )

@@ -267,7 +267,7 @@ class _Run:
         self.attempts = claim.attempts
         self.premarked = claim.sending
         if claim.maybe_sent:
-            found = self._reconcile()
+            found = self._reconcile(claim)
             if found is not None:
                 return self._created(found)
         return self._send(request)
@@ -286,8 +286,14 @@ class _Run:
             svc.sleep(min(delay, claim.wait_ms / 1000))
             delay = min(delay * 2, 0.5)
 
-    def _reconcile(self) -> str | None:
-        """Find the instance a lost attempt may have created, before sending again."""
+    def _reconcile(self, claim: Claim) -> str | None:
+        """Find the instance a lost attempt may have created, before sending again.
+
+        Lookups repeat until ``reconcile_window`` seconds after the lost attempt
+        could last have been answered (an engine may still be committing it, a
+        search index may lag), counted from that attempt, not from now: after a
+        crash the lease has usually outlived the window, and one lookup is enough.
+        """
         assert self.engine is not None
         target = self.service.targets[self.job.target]
         if not self.engine.supports_lookup:
@@ -298,7 +304,10 @@ class _Run:
                 f"{self.engine.name} has no lookup: an earlier attempt may have created the "
                 "instance; an operator must check (set retry_ambiguous = true to resend)"
             )
-        deadline = time.monotonic() + self.service.reconcile_window
+        window = self.service.reconcile_window - claim.since_send
+        if claim.holder_died:  # its answer could have come up to one attempt after its send
+            window += target.connect_timeout + target.timeout
+        deadline = time.monotonic() + max(window, 0.0)
         delay = 0.1
         failpoint("while_reconciling", self.job_id, self.job.process_id)
         while True:
