@@ -47,9 +47,11 @@ class Verdict:
     dlq: int
     doubled: dict[str, list[str]] = field(default_factory=dict)
     """Carried key -> ids of the instances it got, for every key with more than one."""
+    failures: dict[str, str] = field(default_factory=dict)
+    """Job id -> error kind and message, for every failed job."""
 
     def row(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "doubled"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("doubled", "failures")}
 
 
 @dataclass
@@ -109,6 +111,11 @@ class FaultStack:
             extra_results=sum(n - 1 for n in published.values() if n > 1),
             dlq=int(dlq),  # type: ignore[arg-type]
             doubled={k: v for k, v in instances.items() if len(v) > 1},
+            failures={
+                job_id: f"{r.error.kind}: {r.error.message}"
+                for job_id, r in found.items()
+                if r is not None and r.status == "failed" and r.error is not None
+            },
         )
         SUMMARY.append(verdict.row())
         return verdict

@@ -255,7 +255,7 @@ def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
         timeout=600,
     )
     assert_clean(verdict, faults.logs(), faults.workdir)
-    assert verdict.failed == 0
+    assert verdict.failed == 0, verdict.failures
     assert verdict.created == n - n // 4 and verdict.duplicates == n // 4
     assert (
         sum(
