@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.stack_helpers import module_pipeline
+from tests.integration.conftest import module_pipeline
 from worker import demo
 from worker.config import settings
 from worker.intake import create_app

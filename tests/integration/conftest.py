@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -135,16 +136,44 @@ def running_pipeline(
         settings.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def pipeline(
-    redis_server: EmbeddedRedis,
-    sandbox_server: SandboxServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with running_pipeline(
-        "redis", redis_server, sandbox_server, tmp_path_factory.mktemp("pipeline")
-    ) as running:
-        yield running
+def module_pipeline(
+    folder: str,
+    env: Callable[[Path], Mapping[str, str]] | None = None,
+    broker: str = "redis",
+    name: str = "pipeline",
+    **options: Any,
+) -> Any:
+    """A module-scoped fixture called ``name``: `running_pipeline` in a fresh ``folder``.
+
+    ``env(folder)`` runs when the fixture starts (free ports, files written to
+    the folder) and is added to the pipeline's environment; ``options`` are
+    `running_pipeline`'s (``pool``, ``concurrency``). For a test module or
+    folder that needs a few more variables than the fixtures below.
+    """
+
+    @pytest.fixture(scope="module", name=name)
+    def fixture(
+        redis_server: EmbeddedRedis,
+        sandbox_server: SandboxServer,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Iterator[Pipeline]:
+        if broker == "rabbitmq":
+            require_rabbitmq()
+        workdir = tmp_path_factory.mktemp(folder)
+        extra = env(workdir) if env is not None else None
+        with running_pipeline(
+            broker, redis_server, sandbox_server, workdir, extra_env=extra, **options
+        ) as running:
+            yield running
+
+    return fixture
+
+
+pipeline = module_pipeline("pipeline")
+# The pipeline on RabbitMQ only (quorum queues, the default).
+pipeline_rabbitmq = module_pipeline(
+    "pipeline-rabbitmq", broker="rabbitmq", name="pipeline_rabbitmq"
+)
 
 
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
@@ -173,19 +202,6 @@ def require_rabbitmq() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def pipeline_rabbitmq(
-    redis_server: EmbeddedRedis,
-    sandbox_server: SandboxServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    """The pipeline on RabbitMQ only (quorum queues, the default)."""
-    require_rabbitmq()
-    workdir = tmp_path_factory.mktemp("pipeline-rabbitmq")
-    with running_pipeline("rabbitmq", redis_server, sandbox_server, workdir) as running:
-        yield running
 
 
 def delete_broker_entities(url: str, queues: Sequence[str], exchanges: Sequence[str] = ()) -> None:

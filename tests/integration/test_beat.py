@@ -19,8 +19,7 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from tests.integration.conftest import Pipeline
-from tests.integration.stack_helpers import module_pipeline
+from tests.integration.conftest import Pipeline, module_pipeline
 from worker import demo
 from worker.config import settings
 from worker.producer import prepare, publish
