@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
-import os
 import resource
 import tempfile
 import time
@@ -30,7 +29,7 @@ import redis
 from celery import Celery
 
 from benchmarks.common import Report, Row, table
-from worker.config import Settings, load_targets, settings
+from worker.config import Settings, environment, load_targets, settings
 from worker.embedded import EmbeddedRedis
 
 TARGET, PROCESS, QUEUE = "orders", "order-process", "startproc.jobs"
@@ -123,28 +122,21 @@ def main(argv: list[str] | None = None) -> Report:
         targets.write_text(
             f'[targets.{TARGET}]\nengine = "camunda8"\nbase_url = "http://127.0.0.1:9"\n'
         )
-        saved = {k: os.environ.get(k) for k in ("STARTPROC_BROKER_URL", "STARTPROC_TARGETS")}
-        os.environ.update(STARTPROC_BROKER_URL=server.url, STARTPROC_TARGETS=str(targets))
-        settings.cache_clear()
-        cfg = settings()
-        importlib.import_module("worker.celery_app")  # before timing, like the naive Celery
+        env = {"STARTPROC_BROKER_URL": server.url, "STARTPROC_TARGETS": str(targets)}
+        with environment(env):
+            cfg = settings()
+            importlib.import_module("worker.celery_app")  # before timing, like the naive Celery
 
-        client = redis.Redis.from_url(server.url)
-        path = generate(Path(tmp, "customers.csv"), n)
-        size_mb = path.stat().st_size / 2**20
-        base_rss = peak_rss_mb()
-        batch_s, phases = ours(path, args.chunk, client, cfg)
-        batch_rss = peak_rss_mb()
-        client.delete(QUEUE)
-        dry_s, _ = ours(path, args.chunk, client, cfg, dry_run=True)
-        naive_s = None if args.skip_naive else naive(path, client, server.url)
-        client.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        settings.cache_clear()
+            client = redis.Redis.from_url(server.url)
+            path = generate(Path(tmp, "customers.csv"), n)
+            size_mb = path.stat().st_size / 2**20
+            base_rss = peak_rss_mb()
+            batch_s, phases = ours(path, args.chunk, client, cfg)
+            batch_rss = peak_rss_mb()
+            client.delete(QUEUE)
+            dry_s, _ = ours(path, args.chunk, client, cfg, dry_run=True)
+            naive_s = None if args.skip_naive else naive(path, client, server.url)
+            client.close()
     ratio = naive_s / batch_s if naive_s else None
     rows = [
         Row(

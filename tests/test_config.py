@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,20 @@ def test_a_lease_shorter_than_one_http_attempt_is_refused(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="STARTPROC_LEASE_SECONDS"):
         check_lease(Settings(lease_seconds=5), targets)
     check_lease(Settings(lease_seconds=20), targets)
+
+
+def test_environment_sets_variables_for_a_block_and_puts_them_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.config import environment, settings
+
+    monkeypatch.setenv("STARTPROC_JOBS_QUEUE", "before")
+    monkeypatch.delenv("STARTPROC_RESULTS_QUEUE", raising=False)
+    settings.cache_clear()
+    assert settings().jobs_queue == "before"
+    with environment({"STARTPROC_JOBS_QUEUE": "inside", "STARTPROC_RESULTS_QUEUE": "r"}):
+        assert settings().jobs_queue == "inside" and settings().results_queue == "r"
+    assert os.environ["STARTPROC_JOBS_QUEUE"] == "before"
+    assert "STARTPROC_RESULTS_QUEUE" not in os.environ
+    assert settings().jobs_queue == "before"
+    settings.cache_clear()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -366,6 +367,27 @@ def settings() -> Settings:
         raise ConfigError(
             "\n".join(describe(exc, Settings.model_fields, prefix="STARTPROC"))
         ) from None
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`settings()` reads ``values`` (set in ``os.environ``, so child processes inherit them)
+    for the block; then the variables are put back as they were.
+
+    For embedding: tests, benchmarks and tools that run a stack in-process.
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        settings.cache_clear()
 
 
 @lru_cache(maxsize=4)

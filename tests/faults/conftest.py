@@ -9,7 +9,6 @@ table is printed at the end of the run.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ import redis
 
 from tests.test_service import drain
 from worker import demo
-from worker.config import settings
+from worker.config import environment, settings
 from worker.embedded import EmbeddedRedis
 from worker.models import Result
 from worker.runtime import result_store
@@ -192,22 +191,16 @@ def faults(
             demo.SECRET_VAR: demo.DEMO_SECRET,
             **extra,
         }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update({k: v for k, v in env.items() if k != "STARTPROC_FAILPOINTS"})
-        settings.cache_clear()
-        stack = LocalStack(broker_url=server.url, env=env, log_dir=tmp_path / "logs")
-        fault_stack = FaultStack(server.url, sandbox, env, stack, tmp_path)
-        fault_stack.embedded = server  # type: ignore[attr-defined]
-        try:
-            yield fault_stack
-        finally:
-            stack.stop()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            settings.cache_clear()
+        # failpoints only in the workers (the stack passes env to them), never in this process
+        here = {k: v for k, v in env.items() if k != "STARTPROC_FAILPOINTS"}
+        with environment(here):
+            stack = LocalStack(broker_url=server.url, env=env, log_dir=tmp_path / "logs")
+            fault_stack = FaultStack(server.url, sandbox, env, stack, tmp_path)
+            fault_stack.embedded = server  # type: ignore[attr-defined]
+            try:
+                yield fault_stack
+            finally:
+                stack.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -20,7 +20,7 @@ from kombu import Connection
 
 from tests.test_service import drain
 from worker import demo
-from worker.config import settings
+from worker.config import environment, settings
 from worker.embedded import EmbeddedRedis
 from worker.models import Result
 from worker.runtime import result_store
@@ -114,26 +114,18 @@ def running_pipeline(
         demo.SECRET_VAR: demo.DEMO_SECRET,
         **(extra_env or {}),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    settings.cache_clear()
-    stack = LocalStack(broker_url=broker_url, env=env, log_dir=workdir / "logs")
-    stack.start_worker(concurrency=concurrency, pool=pool, hostname=hostname)
-    try:
-        yield Pipeline(stack, sandbox, env, workdir / "logs", broker=broker)
-    finally:
-        stack.stop()
-        if broker == "rabbitmq":
-            # the jobs queue's topic exchange has the queue's name (worker.celery_app)
-            delete_broker_entities(
-                broker_url, list(queues.values()), [queues["STARTPROC_JOBS_QUEUE"]]
-            )
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        settings.cache_clear()
+    with environment(env):
+        stack = LocalStack(broker_url=broker_url, env=env, log_dir=workdir / "logs")
+        stack.start_worker(concurrency=concurrency, pool=pool, hostname=hostname)
+        try:
+            yield Pipeline(stack, sandbox, env, workdir / "logs", broker=broker)
+        finally:
+            stack.stop()
+            if broker == "rabbitmq":
+                # the jobs queue's topic exchange has the queue's name (worker.celery_app)
+                delete_broker_entities(
+                    broker_url, list(queues.values()), [queues["STARTPROC_JOBS_QUEUE"]]
+                )
 
 
 def module_pipeline(
