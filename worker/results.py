@@ -191,19 +191,15 @@ class ResultStore:
             ],
         )
 
-    def record_and_publish(self, result: Result) -> bool:
-        """The job's result, recorded and published (one Lua script on a Redis broker).
+    def publish_after_record(self, job_id: str, recorded: bool) -> None:
+        """After ``record_call(publish_now=True)``: publish what its script did not.
 
-        False when the job already had one; its leftover publish is retried.
+        On a Redis broker the script published a new result itself; with another
+        broker, or when the job already had a result (a redelivery), whatever is
+        still in the outbox goes out now.
         """
-        if self.atomic_queue:
-            if self.record(result, publish_now=True):
-                return True
-        elif self.record(result):
-            self.publish_pending(result.job_id)
-            return True
-        self.publish_pending(result.job_id)
-        return False
+        if not recorded or not self.atomic_queue:
+            self.publish_pending(job_id)
 
     def publish_pending(self, job_id: str) -> bool:
         """Publish the job's result if it is still in the outbox; True if it was sent now."""

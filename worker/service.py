@@ -193,16 +193,13 @@ class StartService:
         """
         batch = Batch(self.ledger.client)
         fenced = batch.script(ledger_step) if ledger_step is not None else None
-        atomic = self.results.atomic_queue is not None
-        recorded_at = batch.script(self.results.record_call(result, publish_now=atomic))
+        recorded_at = batch.script(self.results.record_call(result, publish_now=True))
         self.inflight.done(result.job_id, batch)
         answers = batch.execute()
         if fenced is not None and not answers[fenced]:
             log.warning("job.fenced_after_success", job_id=result.job_id)
         recorded = bool(answers[recorded_at])
-        if not atomic or not recorded:
-            # another broker, or a redelivery: publish what the outbox still holds
-            self.results.publish_pending(result.job_id)
+        self.results.publish_after_record(result.job_id, recorded)
         failpoint("after_result", result.job_id, result.process)
         final = result if recorded else self.results.get(result.job_id) or result
         job_finished(final, first=recorded)
