@@ -23,7 +23,7 @@ from kombu.pools import producers
 
 from worker.celery_app import reliability_conf
 from worker.config import settings
-from worker.producer import pooled_connection
+from worker.connections import shared_broker_connection
 
 TASK_NAME = "bench.noop"
 QUEUE = "bench.noop"
@@ -45,7 +45,8 @@ def noop(*_args: Any, **_kwargs: Any) -> None:
 
 def publish(prepared: list[dict[str, Any]], broker_url: str) -> None:
     """Send prepared jobs to the no-op task with a pooled producer, like ``producer.publish``."""
-    with producers[pooled_connection(broker_url)].acquire(block=True, timeout=30) as producer:
+    connection = shared_broker_connection(broker_url)
+    with producers[connection].acquire(block=True, timeout=30) as producer:
         for data in prepared:
             app.send_task(
                 TASK_NAME,

@@ -38,6 +38,7 @@ from kombu.transport.native_delayed_delivery import (
 )
 
 from worker.config import Settings, settings
+from worker.connections import is_amqp
 from worker.errors import ConfigError
 
 TASK_NAME = "startproc.start_process"
@@ -46,13 +47,8 @@ SWEEP_TASK_NAME = "startproc.sweep"
 cfg = settings()
 log = structlog.get_logger("worker.celery_app")
 
-AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 QUORUM = {"x-queue-type": "quorum"}
 PRECONDITION_FAILED = 406
-
-
-def is_amqp(url: str | None) -> bool:
-    return (url or "").startswith(AMQP_SCHEMES)
 
 
 def quorum_queues(cfg: Settings, broker_url: str | None = None) -> bool:

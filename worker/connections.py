@@ -1,10 +1,15 @@
-"""Redis clients, built one way everywhere (timeouts, health checks, reconnects)."""
+"""Redis clients and broker connections, built one way everywhere.
+
+Redis: timeouts, health checks, reconnects. The broker: publisher confirms on
+RabbitMQ, so a message the broker did not take raises instead of vanishing.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 import redis
+from kombu.connection import Connection
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -26,3 +31,22 @@ def redis_client(url: str) -> redis.Redis:
 def shared_redis(url: str) -> redis.Redis:
     """One pooled client per URL per process."""
     return redis_client(url)
+
+
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
+
+def is_amqp(url: str | None) -> bool:
+    return (url or "").startswith(AMQP_SCHEMES)
+
+
+def broker_connection(url: str) -> Connection:
+    """A kombu connection to the broker; on RabbitMQ with publisher confirms."""
+    options = {"confirm_publish": True} if is_amqp(url) else {}
+    return Connection(url, transport_options=options)
+
+
+@lru_cache(maxsize=8)
+def shared_broker_connection(url: str) -> Connection:
+    """One broker connection per URL per process (producers publish through its pool)."""
+    return broker_connection(url)

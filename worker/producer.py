@@ -9,15 +9,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import redis
-from kombu.connection import Connection
 from kombu.pools import producers
 
 from worker.config import settings
-from worker.connections import shared_redis
+from worker.connections import shared_broker_connection, shared_redis
 from worker.inflight import InFlight
 from worker.models import Job, Result, iso_ms, utcnow
 
@@ -78,7 +76,7 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
     prepared = list(prepared)
     register(prepared)
     ids = []
-    connection = pooled_connection(url)
+    connection = shared_broker_connection(url)  # no new connection per enqueue
     with producers[connection].acquire(block=True, timeout=30) as producer:
         for data in prepared:
             try:
@@ -96,13 +94,6 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
                 raise
             ids.append(data["job_id"])
     return ids
-
-
-@lru_cache(maxsize=8)
-def pooled_connection(url: str) -> Connection:
-    """One pooled connection per broker URL: no new connection per enqueue."""
-    options = {"confirm_publish": True} if url.startswith(("amqp", "pyamqp")) else {}
-    return Connection(url, transport_options=options)
 
 
 def enqueue(job: dict[str, Any] | Job) -> str:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from kombu.connection import Connection
 
 from worker.config import Settings, Targets, load_targets, settings
-from worker.connections import shared_redis
+from worker.connections import broker_connection, shared_redis
 from worker.dlq import DeadLetters
 from worker.engines import EngineCache
 from worker.errors import ConfigError
@@ -43,17 +43,10 @@ def policy_from(cfg: Settings) -> RetryPolicy:
     )
 
 
-def broker_connection(cfg: Settings) -> Connection:
-    """A kombu connection to the broker; on RabbitMQ with publisher confirms."""
-    url = cfg.require_broker()
-    options = {"confirm_publish": True} if url.startswith(("amqp", "pyamqp")) else {}
-    return Connection(url, transport_options=options)
-
-
 def result_store(cfg: Settings, connection: Connection | None = None) -> ResultStore:
     redis_url = cfg.require_redis()
     client = shared_redis(redis_url)
-    conn = connection or broker_connection(cfg)
+    conn = connection or broker_connection(cfg.require_broker())
     same_redis = cfg.broker_url == redis_url and redis_url.startswith(("redis://", "rediss://"))
     return ResultStore(
         client,
