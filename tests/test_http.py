@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import http.server
 import socket
 import threading
 import types
@@ -318,3 +319,83 @@ def test_a_refused_connection_on_a_real_socket_is_transient() -> None:
     with pytest.raises(requests.ConnectionError) as caught:
         make_session().post(f"http://127.0.0.1:{port}/", json={}, timeout=(2, 2))
     assert type(transport_error(caught.value, "c8")) is TransientError
+
+
+# ---------------------------------------------------------------- EngineAdapter
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like an engine
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"ok": true}'
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Set-Cookie", "session=abc; Path=/")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def engine_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/start"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_sessions_use_the_engine_adapter() -> None:
+    assert isinstance(make_session().get_adapter("https://x.test/"), worker.http.EngineAdapter)
+
+
+def test_the_engine_adapter_answers_like_requests_without_a_cookie_jar(engine_url: str) -> None:
+    session = make_session()
+    response = session.post(engine_url, json={"a": 1}, timeout=(2, 2))
+    assert response.status_code == 201
+    assert response.reason == "Created"
+    assert response.json() == {"ok": True}
+    assert response.encoding == "utf-8"
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.url == engine_url
+    assert response.request is not None and response.request.url == engine_url
+    assert dict(response.cookies) == {}  # credentials travel in headers, never in cookies
+
+
+def test_the_engine_adapter_reuses_its_pool(engine_url: str) -> None:
+    session = make_session()
+    adapter = session.get_adapter(engine_url)
+    assert isinstance(adapter, worker.http.EngineAdapter)
+    for _ in range(3):
+        assert session.post(engine_url, json={}, timeout=(2, 2)).status_code == 201
+    (pool,) = adapter._pools.values()
+    assert pool.num_connections == 1  # one keep-alive connection for three calls
+    adapter.close()
+    assert adapter._pools == {}
+
+
+def test_the_engine_adapter_keeps_tls_settings_apart(engine_url: str) -> None:
+    session = make_session()
+    adapter = session.get_adapter(engine_url)
+    request = requests.Request("POST", engine_url).prepare()
+    first = adapter.get_connection_with_tls_context(request, True)
+    assert adapter.get_connection_with_tls_context(request, True) is first
+    assert adapter.get_connection_with_tls_context(request, False) is not first
+
+
+def test_the_engine_adapter_leaves_proxied_calls_to_requests() -> None:
+    adapter = worker.http.EngineAdapter()
+    request = requests.Request("POST", URL + "?a=1").prepare()
+    proxies = {"http": "http://proxy.test:3128"}
+    assert adapter.request_url(request, proxies) == URL + "?a=1"
+    assert adapter.request_url(request, {}) == "/v2/process-instances?a=1"
+    adapter.get_connection_with_tls_context(request, True, proxies=proxies)
+    assert adapter._pools == {}

@@ -40,6 +40,7 @@ from kombu.transport.native_delayed_delivery import (
 from worker.config import Settings, settings
 from worker.connections import is_amqp
 from worker.errors import ConfigError
+from worker.kombu_redis import transport_for
 
 TASK_NAME = "startproc.start_process"
 SWEEP_TASK_NAME = "startproc.sweep"
@@ -248,6 +249,8 @@ def declare_broker_entities(cfg: Settings) -> None:
 app = StartprocCelery("startproc", include=["worker.tasks"])
 app.conf.update(
     reliability_conf(cfg, cfg.jobs_queue),
+    # not in reliability_conf: the benchmarks' no-op baseline stays on stock kombu
+    broker_transport=transport_for(cfg.broker_url),
     task_routes={TASK_NAME: {"queue": cfg.jobs_queue, "routing_key": cfg.jobs_queue}},
     worker_hijack_root_logger=False,
     worker_consumer="worker.tasks:Consumer",

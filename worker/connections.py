@@ -13,6 +13,8 @@ from kombu.connection import Connection
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from worker.kombu_redis import transport_for
+
 
 def redis_client(url: str) -> redis.Redis:
     """A client that reconnects with backoff instead of failing on the first blip."""
@@ -43,7 +45,7 @@ def is_amqp(url: str | None) -> bool:
 def broker_connection(url: str) -> Connection:
     """A kombu connection to the broker; on RabbitMQ with publisher confirms."""
     options = {"confirm_publish": True} if is_amqp(url) else {}
-    return Connection(url, transport_options=options)
+    return Connection(url, transport=transport_for(url), transport_options=options)
 
 
 @lru_cache(maxsize=8)
