@@ -145,6 +145,14 @@ def workers_cpu(pids: Sequence[int]) -> tuple[float, float]:
     return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user .. steal; guest time is already inside user
+    return total - idle, total
+
+
 def redis_calls(client: redis.Redis) -> Counter[str]:
     """Calls per command since the server started (commands run by Lua scripts included)."""
     info: dict[str, Any] = client.info("commandstats")
@@ -163,6 +171,8 @@ class Sample:
     worker_sys: float
     sandbox_cpu: float
     calls: Counter[str]
+    machine_busy: float = 0.0
+    """Share of all the machine's CPU time that was busy (any process), 0..1."""
 
     @property
     def worker_cpu(self) -> float:
@@ -419,6 +429,7 @@ class Bench:
         calls0 = redis_calls(self.client)
         pids = [worker.pid, *(w.pid for w in also)]
         cpu0, sandbox0 = workers_cpu(pids), cpu_times(self.sandbox.pid)
+        machine0 = machine_ticks()
         if during is not None:
             during()
         start = time.perf_counter()
@@ -429,9 +440,12 @@ class Bench:
             raise TimeoutError(f"{exc}; logs in {self.workdir / 'logs'}") from None
         seconds = time.perf_counter() - start
         cpu1, sandbox1 = workers_cpu(pids), cpu_times(self.sandbox.pid)
+        machine1 = machine_ticks()
+        busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
         calls = redis_calls(self.client) - calls0 - ours
         user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-        sample = Sample(len(jobs), seconds, user, system, sum(sandbox1) - sum(sandbox0), calls)
+        sandbox = sum(sandbox1) - sum(sandbox0)
+        sample = Sample(len(jobs), seconds, user, system, sandbox, calls, busy)
         return sample, items
 
 

@@ -47,7 +47,11 @@ def rows(total: list[float], enqueue: list[float]) -> list[Row]:
     spread = f"mean {sum(total) / len(total):.1f} ms, max {max(total):.1f} ms"
     return [
         Row(
-            "P4", "latency p50", p50, "ms", goal=f"<= {GOAL_P50_MS:.0f} ms",
+            "P4",
+            "latency p50",
+            p50,
+            "ms",
+            goal=f"<= {GOAL_P50_MS:.0f} ms",
             passed=p50 <= GOAL_P50_MS,
             note=f"{len(total)} sequential jobs; of which worker.enqueue() p50 "
             f"{percentile(enqueue, 50):.1f} ms",
