@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 
 from worker.ledger import Ledger
@@ -43,6 +44,23 @@ def test_a_live_lease_makes_others_wait(redis_client: redis.Redis) -> None:
     ledger.claim("t", "k", "fp", "job-1")
     busy = ledger.claim("t", "k", "fp", "job-2")
     assert busy.status == "busy" and 0 < busy.wait_ms <= 60_000
+
+
+def test_leases_are_judged_on_the_redis_clock_not_the_workers(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose clock runs an hour ahead must not take over a live lease."""
+    ledger = make(redis_client, lease=60)
+    holder = ledger.claim("t", "k", "fp", "job-1", send=True)
+    assert holder.sending
+    skewed = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: skewed)
+    assert ledger.claim("t", "k", "fp", "job-2").status == "busy"
+    assert ledger.mark_sending("t", "k", holder.fence) == 2
+    seconds, micros = redis_client.time()
+    server_ms = seconds * 1000 + micros // 1000
+    lease_until = int(ledger.get("t", "k")["lease_until"])
+    assert server_ms < lease_until <= server_ms + 60_000
 
 
 def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(

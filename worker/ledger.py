@@ -6,7 +6,8 @@ One Redis hash per (target, idempotency key)::
     fingerprint  hash of the normalised payload (same key, other payload = conflict)
     job_id       the job that claimed it last; instance_id once SUCCEEDED
     fence        grows on every claim; a holder with an older fence can't write
-    lease_until  ms epoch; an IN_FLIGHT entry past it belongs to a dead worker
+    lease_until  ms epoch (Redis server time); an IN_FLIGHT entry past it belongs
+                 to a dead worker
     sent_fence   the fence of the last holder that was about to send; cleared only
                  when a send is known not to have created anything (RELEASED), so a
                  takeover knows whether any earlier holder may have created an instance
@@ -14,13 +15,15 @@ One Redis hash per (target, idempotency key)::
 
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
-return value, not an exception). The interface (`claim`, `mark_sending`,
+return value, not an exception). Times come from the Redis server's clock
+(``TIME``), as in the rate limiter: a lease written by one worker and judged
+expired by another is compared on one clock, so skew between worker hosts
+cannot end a live holder's lease early. The interface (`claim`, `mark_sending`,
 `finish`) is small enough for a SQL implementation with row locks.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,11 +35,16 @@ from worker.redis_batch import ScriptCall
 ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
 FinalState = Literal["SUCCEEDED", "FAILED", "AMBIGUOUS", "RELEASED"]
 
-_CLAIM = """
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+_CLAIM = _NOW_MS + """
 local h = KEYS[1]
 local fp, job = ARGV[1], ARGV[2]
-local now, lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local send = ARGV[6] == '1'
+local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local send = ARGV[5] == '1'
 local state = redis.call('HGET', h, 'state')
 if not state then
   if send then
@@ -77,20 +85,21 @@ redis.call('EXPIRE', h, ttl)
 return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since}
 """
 
-_MARK_SENDING = """
+_MARK_SENDING = _NOW_MS + """
 local h = KEYS[1]
 if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
-redis.call('HSET', h, 'sent_fence', ARGV[1], 'lease_until', ARGV[2], 'updated_at', ARGV[3])
+redis.call('HSET', h, 'sent_fence', ARGV[1], 'lease_until', now + tonumber(ARGV[2]),
+           'updated_at', now)
 return redis.call('HINCRBY', h, 'attempts', 1)
 """
 
-_FINISH = """
+_FINISH = _NOW_MS + """
 local h = KEYS[1]
 if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
-redis.call('HSET', h, 'state', ARGV[2], 'instance_id', ARGV[3], 'updated_at', ARGV[4],
+redis.call('HSET', h, 'state', ARGV[2], 'instance_id', ARGV[3], 'updated_at', now,
            'lease_until', 0)
 if ARGV[2] == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
-redis.call('EXPIRE', h, tonumber(ARGV[5]))
+redis.call('EXPIRE', h, tonumber(ARGV[4]))
 return 1
 """
 
@@ -115,10 +124,6 @@ class Claim:
     """True when the claim also marked the first send (``claim(send=True)`` on a new key)."""
 
 
-def _ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Ledger:
     """Redis implementation of the ledger. Thread-safe (redis-py pools connections)."""
 
@@ -140,7 +145,7 @@ class Ledger:
         """
         raw = self._claim(
             keys=[ledger_key(target, key)],
-            args=[fingerprint, job_id, _ms(), self.lease_ms, self.ttl, "1" if send else "0"],
+            args=[fingerprint, job_id, self.lease_ms, self.ttl, "1" if send else "0"],
         )
         status, fence, other, instance, extra, attempts, since = raw
         if status == "busy":
@@ -159,10 +164,7 @@ class Ledger:
 
     def mark_sending(self, target: str, key: str, fence: int) -> int | None:
         """Record that this holder is about to send; extends the lease. None if fenced out."""
-        now = _ms()
-        attempts = self._mark(
-            keys=[ledger_key(target, key)], args=[fence, now + self.lease_ms, now]
-        )
+        attempts = self._mark(keys=[ledger_key(target, key)], args=[fence, self.lease_ms])
         return int(attempts) or None
 
     def finish(
@@ -178,7 +180,7 @@ class Ledger:
         return ScriptCall(
             self._finish,
             [ledger_key(target, key)],
-            [fence, state, instance_id, _ms(), self.ttl],
+            [fence, state, instance_id, self.ttl],
         )
 
     def get(self, target: str, key: str) -> dict[str, str]:
