@@ -25,7 +25,9 @@ celery's own entries also running once per beat.
 A missing schedules file at the default path means "no schedules" (so
 ``startproc up`` works from a fresh clone); a missing file that
 ``STARTPROC_SCHEDULES`` names, a bad file, or a schedule naming a target that
-is not in the targets file stops beat at start with the file, schedule and key.
+is not in the targets file stops beat at start with the file, schedule and key;
+so does a RabbitMQ jobs queue of another type than ``STARTPROC_RABBITMQ_QUEUE_TYPE``
+(the same check as the workers').
 """
 
 from __future__ import annotations
@@ -75,8 +77,14 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # celery ships no types
 
     def setup_schedule(self) -> None:
         super().setup_schedule()
+        from worker.celery_app import declare_broker_entities
+
         try:
-            self.firer, self.summary = build_firer(settings())
+            cfg = settings()
+            self.firer, self.summary = build_firer(cfg)
+            # like the workers: a jobs queue of another type on RabbitMQ stops beat
+            # here, saying what to do, instead of failing every slot's publish
+            declare_broker_entities(cfg)
         except ConfigError as exc:
             raise SystemExit(f"startproc beat: configuration error:\n{exc}") from None
         log.info("schedules.loaded", summary=self.summary)

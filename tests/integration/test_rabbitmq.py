@@ -216,6 +216,22 @@ def test_an_existing_classic_queue_stops_the_worker_saying_what_to_do(
     assert "Traceback" not in done.stderr, done.stderr
 
 
+def test_an_existing_classic_queue_stops_beat_saying_what_to_do(
+    live_rabbitmq: Pipeline, classic_queue: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s", str(tmp_path / "beat")],
+        env={**os.environ, **live_rabbitmq.env, "STARTPROC_JOBS_QUEUE": classic_queue},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "PRECONDITION_FAILED" in done.stderr and classic_queue in done.stderr
+    assert "STARTPROC_RABBITMQ_QUEUE_TYPE=classic" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_an_existing_classic_queue_makes_enqueue_fail_saying_what_to_do(
     live_rabbitmq: Pipeline, classic_queue: str
 ) -> None:
