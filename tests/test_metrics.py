@@ -293,3 +293,27 @@ def test_the_worker_init_hook_switches_only_a_prefork_worker(
     else:
         assert Path(path).name.startswith(metrics.MULTIPROC_PREFIX)
         assert not Path(path).exists()
+
+
+def test_a_killed_workers_multiprocess_dir_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """SIGKILL skips the exit hook; the next worker to make a directory removes the orphan."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"{metrics.MULTIPROC_PREFIX}{dead.pid}-abc123"
+    orphan.mkdir()
+    (orphan / "counter_1.db").write_bytes(b"\0" * 16)
+    live = tmp_path / f"{metrics.MULTIPROC_PREFIX}{os.getpid()}-def456"
+    live.mkdir()
+    unrelated = tmp_path / f"{metrics.MULTIPROC_PREFIX}notapid"
+    unrelated.mkdir()
+    assert metrics.remove_stale_multiproc_dirs(str(tmp_path)) == [str(orphan)]
+    assert not orphan.exists() and live.exists() and unrelated.exists()
+
+
+def test_the_private_dir_is_named_after_the_worker_that_made_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    made, _ = run_forking({})
+    owner = Path(made).name.removeprefix(metrics.MULTIPROC_PREFIX).split("-", 1)[0]
+    assert owner.isdigit() and int(owner) != os.getpid()  # the child python's pid

@@ -40,6 +40,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -365,13 +366,37 @@ def enable_multiprocess() -> str | None:
         return None
     for metric in (STARTS, LATENCY, RETRIES, AMBIGUOUS):
         metric.clear()  # before the switch: prometheus-client warns about clearing after it
-    path = tempfile.mkdtemp(prefix=MULTIPROC_PREFIX)
+    remove_stale_multiproc_dirs()
+    path = tempfile.mkdtemp(prefix=f"{MULTIPROC_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_ENV] = path
     choose: Any = prometheus_values.get_value_class  # prometheus-client's values are untyped
     prometheus_values.ValueClass = choose()
     atexit.register(_remove_multiproc_dir, path, os.getpid())
     log.info("metrics.multiprocess_dir", path=path)
     return path
+
+
+def remove_stale_multiproc_dirs(base: str | None = None) -> list[str]:
+    """Remove the private directories of workers that died without their exit hook (SIGKILL).
+
+    A directory's name carries the pid of the worker that made it; one whose
+    process no longer exists is removed. The removed paths are returned.
+    """
+    removed = []
+    for entry in Path(base or tempfile.gettempdir()).glob(f"{MULTIPROC_PREFIX}*-*"):
+        owner = entry.name.removeprefix(MULTIPROC_PREFIX).split("-", 1)[0]
+        if not owner.isdigit() or not entry.is_dir() or entry.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+        except PermissionError:  # alive, someone else's
+            continue
+    if removed:
+        log.info("metrics.stale_multiprocess_dirs_removed", paths=removed)
+    return removed
 
 
 def _remove_multiproc_dir(path: str, owner: int) -> None:
