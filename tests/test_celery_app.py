@@ -6,6 +6,7 @@ No broker is needed: these check the declarations and settings themselves;
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from celery import Celery
 from celery.utils.quorum_queues import detect_quorum_queues
 
 from worker.celery_app import (
+    TASK_NAME,
     StartprocCelery,
+    job_summary,
     jobs_queue_for,
     queue_mismatch,
     quorum_queues,
@@ -211,3 +214,59 @@ def test_the_worker_sets_its_gil_switch_interval_at_start() -> None:
         assert celery_app.cfg.worker_switch_interval == pytest.approx(0.001)  # the default
     finally:
         sys.setswitchinterval(before)
+
+
+def test_a_jobs_variables_never_reach_celerys_kwargsrepr(redis_url: str) -> None:
+    """Flower, task events and Celery's logs show ``kwargsrepr``; it carries no business data."""
+    import json
+
+    import redis
+
+    from worker import producer
+    from worker.config import environment
+
+    queue = f"startproc.jobs.repr-{uuid.uuid4().hex[:8]}"
+    job = {"target": "orders", "process": "p", "variables": {"iban": "DE89 3704 0044"}}
+    with environment({"STARTPROC_BROKER_URL": redis_url, "STARTPROC_JOBS_QUEUE": queue}):
+        producer.publish([{**job, "job_id": "j-1"}])
+    raw = redis.Redis.from_url(redis_url).lpop(queue)
+    assert raw is not None
+    message = json.loads(raw)
+    assert message["headers"]["kwargsrepr"] == (
+        "{'job': {'target': 'orders', 'process': 'p', 'variables': 1}}"
+    )
+    assert "DE89" not in json.dumps(message["headers"])
+
+
+@pytest.mark.parametrize(
+    ("job", "shown"),
+    [
+        ("a string", "{'job': <str>}"),
+        (None, "{'job': <NoneType>}"),
+        (
+            {"target": 7, "variables": [1]},
+            "{'job': {'target': '7', 'process': 'None', 'variables': 0}}",
+        ),
+    ],
+)
+def test_job_summary_of_jobs_that_are_not_valid(job: Any, shown: str) -> None:
+    assert job_summary(job) == shown
+
+
+def test_an_explicit_kwargsrepr_is_kept(captured_options: list[dict[str, Any]]) -> None:
+    app = app_with(reliability_conf(make(REDIS), "jobs"))
+    app.send_task(TASK_NAME, kwargs={"job": {}}, kwargsrepr="mine")
+    app.send_task("other.task", kwargs={"job": {"variables": {"a": 1}}})
+    assert captured_options[0]["kwargsrepr"] == "mine"
+    assert "kwargsrepr" not in captured_options[1]
+
+
+@pytest.fixture
+def captured_options(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+
+    def send_task(self: Celery, name: str, *args: Any, **options: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(Celery, "send_task", send_task)
+    return seen

@@ -141,8 +141,27 @@ def reliability_conf(cfg: Settings, queue: str) -> dict[str, object]:
     return conf
 
 
+def job_summary(job: Any) -> str:
+    """What Celery shows of a start job (the ``kwargsrepr`` header): never its variables.
+
+    Celery would put ``repr(kwargs)`` in every message, where Flower, task
+    events and Celery's own debug logs show it; a job's variables are business
+    data (names, amounts, sometimes personal data), so only the target, the
+    process and how many variables there are go there. It is also cheaper:
+    Celery's safe repr of a job cost about a fifth of an enqueue's CPU.
+    """
+    if not isinstance(job, dict):
+        return f"{{'job': <{type(job).__name__}>}}"
+    variables = job.get("variables")
+    count = len(variables) if isinstance(variables, dict) else 0
+    target, process = str(job.get("target"))[:100], str(job.get("process"))[:200]
+    return f"{{'job': {{'target': {target!r}, 'process': {process!r}, 'variables': {count}}}}}"
+
+
 class StartprocCelery(Celery):
     """Celery, with countdowns rounded up to whole seconds where RabbitMQ delays them.
+
+    It also sends a start job's `job_summary` as Celery's ``kwargsrepr``.
 
     Native delayed delivery truncates a countdown to whole seconds and refuses
     one under a second: ``calculate_routing_key`` raises, and ``Task.retry`` turns
@@ -162,6 +181,8 @@ class StartprocCelery(Celery):
     ) -> Any:
         if countdown is not None and countdown > 0 and self._native_delays():
             countdown = math.ceil(countdown)
+        if name == TASK_NAME and isinstance(kwargs, dict) and "kwargsrepr" not in options:
+            options["kwargsrepr"] = job_summary(kwargs.get("job"))
         return super().send_task(name, args, kwargs, countdown, *rest, **options)
 
     def _native_delays(self) -> bool:
