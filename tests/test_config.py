@@ -155,3 +155,14 @@ def test_environment_sets_variables_for_a_block_and_puts_them_back(
     assert "STARTPROC_RESULTS_QUEUE" not in os.environ
     assert settings().jobs_queue == "before"
     settings.cache_clear()
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    prefix = str(Settings.model_config.get("env_prefix"))
+    undocumented = [
+        f"{prefix}{name.upper()}"
+        for name in Settings.model_fields
+        if f"`{prefix}{name.upper()}`" not in readme
+    ]
+    assert undocumented == [], "add these to the README's configuration table"
