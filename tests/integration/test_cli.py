@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import Pipeline
 
 STARTPROC = [sys.executable, "-m", "worker.cli.__main__"]
@@ -145,14 +147,17 @@ def test_dlq_list_show_purge(live: Pipeline) -> None:
     assert purged == {"purged": 1}
 
 
-def test_up_runs_embedded_redis_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_up_runs_embedded_redis_and_stops_everything_on_ctrl_c(
+    tmp_path: Path, workers: int
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STARTPROC_")}
     env["STARTPROC_TARGETS"] = str(tmp_path / "targets.toml")
     (tmp_path / "targets.toml").write_text(
         '[targets.a]\nengine = "tas"\nbase_url = "http://127.0.0.1:9"\n'
     )
     proc = subprocess.Popen(
-        [*STARTPROC, "up", "--no-beat", "--concurrency", "2"],
+        [*STARTPROC, "up", "--no-beat", "--concurrency", "2", "--workers", str(workers)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -164,16 +169,30 @@ def test_up_runs_embedded_redis_and_stops_everything_on_ctrl_c(tmp_path: Path) -
     assert match, line
     children = _descendants(proc.pid)
     deadline = time.monotonic() + 30
-    while len(children) < 2 and time.monotonic() < deadline:
+    while len(_celery_workers(children)) < workers and time.monotonic() < deadline:
         time.sleep(0.1)
         children = _descendants(proc.pid)
-    assert len(children) >= 2  # redis-server and the celery worker
+    assert len(children) >= 1 + workers  # redis-server and the celery workers
+    assert len(_celery_workers(children)) == workers
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     deadline = time.monotonic() + 15
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in children if _alive(pid)]
+
+
+def _celery_workers(pids: list[int]) -> list[int]:
+    """The ``celery ... worker`` processes among ``pids``."""
+    found = []
+    for pid in pids:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"celery" in args and b"worker" in args:
+            found.append(pid)
+    return found
 
 
 def _descendants(pid: int) -> list[int]:

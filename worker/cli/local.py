@@ -30,19 +30,30 @@ def _stop_on_sigterm() -> None:
 
 
 def up(
-    concurrency: int = typer.Option(16, "--concurrency", "-c", help="Worker threads."),
+    concurrency: int = typer.Option(
+        16, "--concurrency", "-c", min=1, max=1024, help="Threads per worker process."
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        min=1,
+        max=64,
+        help="Worker processes. One process uses at most one core (the GIL): "
+        "past ~150 starts/s, add processes, not threads (README: Sizing).",
+    ),
     beat: bool = typer.Option(True, "--beat/--no-beat", help="Also run celery beat."),
 ) -> None:
-    """Run Redis (embedded unless STARTPROC_BROKER_URL is set), a worker and beat until Ctrl-C."""
+    """Run Redis (embedded unless STARTPROC_BROKER_URL is set), workers and beat until Ctrl-C."""
     cfg = current_settings()
     _stop_on_sigterm()
     try:
-        _run_up(cfg.broker_url, concurrency, beat)
+        _run_up(cfg.broker_url, concurrency, beat, workers)
     except KeyboardInterrupt:  # Ctrl-C while starting or stopping: still a clean stop
         console.print("stopped")
 
 
-def _run_up(broker_url: str | None, concurrency: int, beat: bool) -> None:
+def _run_up(broker_url: str | None, concurrency: int, beat: bool, workers: int = 1) -> None:
     from worker.stack import LocalStack
 
     with LocalStack(broker_url=broker_url, appendonly=True) as stack:
@@ -50,7 +61,9 @@ def _run_up(broker_url: str | None, concurrency: int, beat: bool) -> None:
             where = "embedded Redis" if stack.redis else "configured broker"
             console.print(f"broker: {stack.broker_url} ({where})")
             console.print(f"in another shell: export STARTPROC_BROKER_URL={stack.broker_url}")
-            stack.start_worker(concurrency=concurrency)
+            console.print(f"workers: {workers} process(es) x {concurrency} threads")
+            for _ in range(workers):
+                stack.start_worker(concurrency=concurrency)
             if beat:
                 stack.start_beat()
             while stack.alive():  # crashed children are restarted; a crash loop ends it
