@@ -187,6 +187,11 @@ class Sample:
         return sum(self.calls.values()) / self.jobs
 
 
+def machine_busy(samples: Sequence[Sample]) -> float:
+    """Time-weighted share of the whole machine's CPU that was busy during ``samples``."""
+    return sum(s.machine_busy * s.seconds for s in samples) / sum(s.seconds for s in samples)
+
+
 def collect(
     client: redis.Redis, key: str, count: int, timeout: float, counted: Counter[str]
 ) -> list[bytes]:

@@ -28,7 +28,17 @@ import argparse
 import os
 from collections import Counter
 
-from benchmarks.common import Bench, Report, Row, Sample, decode_results, make_jobs, median, table
+from benchmarks.common import (
+    Bench,
+    Report,
+    Row,
+    Sample,
+    decode_results,
+    machine_busy,
+    make_jobs,
+    median,
+    table,
+)
 
 GOAL_RATIO = 0.9
 
@@ -76,7 +86,7 @@ def rows(
     seconds = sum(s.seconds for s in samples)
     cores = cpu / seconds
     sandbox = sum(s.sandbox_cpu for s in samples)
-    busy = sum(s.machine_busy * s.seconds for s in samples) / seconds
+    busy = machine_busy(samples)
     ncpu = os.cpu_count() or 1
     rounds = ", ".join(f"{s.rate:.0f}" for s in samples)
     setup = f"{pool} pool"

@@ -34,6 +34,7 @@ from benchmarks.common import (
     Sample,
     Worker,
     decode_results,
+    machine_busy,
     make_jobs,
     median,
     table,
@@ -91,7 +92,7 @@ def rows(ours: list[Sample], base: list[Sample], pool: str, concurrency: int) ->
             goal=f">= {GOAL_RATIO}x no-op",
             passed=ratio >= GOAL_RATIO,
             note=f"{setup}; median; rounds pipeline/no-op: {rounds}; "
-            f"machine CPU busy {busy(ours):.0%} / {busy(base):.0%}",
+            f"machine CPU busy {machine_busy(ours):.0%} / {machine_busy(base):.0%}",
         ),
         Row(
             "P1",
@@ -119,11 +120,6 @@ def rows(ours: list[Sample], base: list[Sample], pool: str, concurrency: int) ->
             note="the C8 emulator (werkzeug), its own process on the same 2 cores",
         ),
     ]
-
-
-def busy(samples: list[Sample]) -> float:
-    """Time-weighted share of the whole machine's CPU that was busy during ``samples``."""
-    return sum(s.machine_busy * s.seconds for s in samples) / sum(s.seconds for s in samples)
 
 
 def command_breakdown(ours: list[Sample], base: list[Sample]) -> str:

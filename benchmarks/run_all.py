@@ -1,8 +1,8 @@
 """Run every benchmark on one stack, print one table, write ``benchmarks/RESULTS.md``.
 
-python -m benchmarks.run_all                  # what `make bench` runs (~2-3 minutes)
-python -m benchmarks.run_all --profile p1.txt # plus a py-spy profile of the P1 worker
-python -m benchmarks.run_all --quick --output /tmp/r.md   # tiny sizes: proves it works
+    python -m benchmarks.run_all                  # what `make bench` runs (~6 minutes)
+    python -m benchmarks.run_all --profile p1.txt # plus a py-spy profile of the P1 worker
+    python -m benchmarks.run_all --quick --output /tmp/r.md   # tiny sizes: proves it works
 """
 
 from __future__ import annotations
