@@ -106,8 +106,11 @@ class LocalStack:
 
     def _watch(self) -> None:
         if self.supervise and self._watcher is None:
-            self._watcher = threading.Thread(target=self._supervise, daemon=True)
-            self._watcher.start()
+            watcher = threading.Thread(target=self._supervise, daemon=True)
+            watcher.start()
+            # Published only once started: a Ctrl-C in between must not leave `stop()` a
+            # thread to join that never ran (a started one it misses ends with `_stopping`).
+            self._watcher = watcher
 
     def _supervise(self) -> None:
         """Restart children that exit while the stack is running."""
