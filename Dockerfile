@@ -20,10 +20,14 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
+# Dependencies from the committed lock (hashes checked), then the project
+# itself without resolving anything again.
+COPY requirements/main.txt ./requirements/main.txt
+RUN pip install --require-hashes -r requirements/main.txt
 # README* may be absent: setuptools only warns about a missing readme.
-COPY pyproject.toml README* ./
+COPY pyproject.toml LICENSE README* ./
 COPY worker ./worker
-RUN pip install .
+RUN pip install --no-deps --no-build-isolation .
 
 # ---- runtime: the virtualenv only, no source tree, no build tools -----------
 FROM python:3.11-slim

@@ -4,19 +4,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint faults long bench up clean
+.PHONY: demo test lint faults long bench up clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python3 >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e .
+# Every install comes from the committed lock (requirements/*.txt, with hashes);
+# the project itself is then added without resolving anything again.
+$(VENV)/.installed: requirements/main.txt pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet --require-hashes -r requirements/main.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	@touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -42,6 +46,11 @@ lint: $(VENV)/.installed-dev
 
 up: $(VENV)/.installed
 	$(BIN)/startproc up
+
+# Refresh the lock after changing a dependency range in pyproject.toml, or to
+# take newer releases on purpose (then run `make test` before committing).
+lock:
+	bash requirements/compile.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

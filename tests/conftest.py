@@ -19,7 +19,6 @@ from worker.embedded import EmbeddedRedis
 from worker.sandbox import SandboxServer
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The Camunda 7 adapter against the engine's published API descriptions.
 
-Two sources, both in ``../shared/specs``: the rendered 7.15 OpenAPI document
+Two sources, both in ``tests/fixtures/specs``: the rendered 7.15 OpenAPI document
 and the hand-extracted JSON Schema (draft 2020-12, from 7.24 templates and
 sources). Every request body the adapter emits must validate against both;
 the documented error responses must map to the documented error classes.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -25,6 +24,7 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
+from tests.support.vendored import spec_path
 from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, StartRequest
@@ -32,7 +32,6 @@ from worker.engines.camunda7 import Camunda7
 from worker.errors import AuthenticationError, PermanentError, TransientError
 from worker.models import Job
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 OPENAPI_FILE = "camunda7-7.15.0-engine-rest-openapi.json"
 HAND_FILE = "camunda7-engine-rest-start-and-lookup.hand-extracted.schema.json"
 OPENAPI_URI = "urn:startproc:camunda7-7.15-openapi"
@@ -47,12 +46,7 @@ C7_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{4}$")
 
 
 def load(name: str) -> Any:
-    path = SPECS / name
-    if not path.is_file():
-        pytest.fail(
-            f"API description {path} is missing: the contract tests read the specs from "
-            "../shared/specs beside the repository (see shared/specs/README.md)"
-        )
+    path = spec_path(name)
     return json.loads(path.read_text(encoding="utf-8"))
 
 

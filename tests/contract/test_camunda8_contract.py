@@ -1,6 +1,6 @@
 """The Camunda 8 adapter against the Orchestration Cluster REST API descriptions.
 
-Two documents in ``../shared/specs``: the 8.8 OpenAPI YAML and the 8.9 bundle.
+Two documents in ``tests/fixtures/specs``: the 8.8 OpenAPI YAML and the 8.9 bundle.
 Every body the adapter sends to ``POST /process-instances`` for a matrix of
 jobs must validate against ``ProcessInstanceCreationInstruction`` (a oneOf of
 by-id / by-key, both ``additionalProperties: false``); the lookup body must
@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +32,7 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from tests.support.vendored import spec_path
 from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE
@@ -40,7 +40,6 @@ from worker.engines.camunda8 import Camunda8, key_tag
 from worker.errors import AmbiguousError, InvalidJob, JobError, PermanentError, TransientError
 from worker.models import Job
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 SPEC_88 = "camunda8-8.8-orchestration-cluster-rest-api.yaml"
 SPEC_89 = "camunda8-8.9-orchestration-cluster-rest-api.bundle.json"
 BASE = "http://c8.test"
@@ -53,12 +52,7 @@ UNICODE_PATTERNS = {r"^[\p{L}_][\p{L}\p{N}_\-\.]*$": r"^[^\W\d][\w\-.]*$"}
 
 
 def load(name: str) -> dict[str, Any]:
-    path = SPECS / name
-    if not path.is_file():
-        pytest.fail(
-            f"API description {path} is missing: the contract tests read the specs from "
-            "../shared/specs beside the repository (see shared/specs/README.md)"
-        )
+    path = spec_path(name)
     text = path.read_text(encoding="utf-8")
     spec: dict[str, Any] = json.loads(text) if name.endswith(".json") else yaml.load(text, _LOADER)
     return spec

@@ -10,7 +10,6 @@ ids as strings (the API sends integers) and omits ``401``/``403``/``500``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +19,7 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from tests.support.vendored import spec_path
 from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, StartRequest
@@ -27,7 +27,6 @@ from worker.engines.processmaker4 import ProcessMaker4
 from worker.errors import InvalidJob, PermanentError
 from worker.models import Job
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 SPEC_FILE = "processmaker4-api-docs.json"
 SPEC_URI = "urn:startproc:processmaker4-api-docs"
 API = "http://pm.test/api/1.0"
@@ -41,12 +40,7 @@ JOBS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    path = SPECS / SPEC_FILE
-    if not path.is_file():
-        pytest.fail(
-            f"API description {path} is missing: the contract tests read the specs from "
-            "../shared/specs beside the repository (see shared/specs/README.md)"
-        )
+    path = spec_path(SPEC_FILE)
     document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return document
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
 
+from tests.support.vendored import SEEDS
 from worker.config import Targets
 from worker.engines import build_engine
 from worker.errors import AuthenticationError, PermanentError
 from worker.models import Job
 
-SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
 SERVER = "http://seed.test"
 CURL = re.compile(
     r"curl -i -X (?P<method>[A-Z]+) '(?P<url>[^']+)' --data-urlencode "
