@@ -213,3 +213,43 @@ def test_a_takeover_says_why_it_must_reconcile_and_how_long_ago_the_send_was(
     ledger.finish("t", "amb", c.fence, "AMBIGUOUS")
     lost = ledger.claim("t", "amb", "fp", "job-2")
     assert lost.maybe_sent and not lost.holder_died and 0.0 <= lost.since_send < 5.0
+
+
+def lose_an_answer(ledger: Ledger, key: str, how: str) -> None:
+    """Leave ``key`` with a send whose outcome was never learned."""
+    first = ledger.claim("t", key, "fp", "job-1")
+    ledger.mark_sending("t", key, first.fence)
+    if how == "ambiguous":
+        ledger.finish("t", key, first.fence, "AMBIGUOUS")
+    else:  # the holder died after sending
+        ledger.client.hset(f"startproc:ledger:t:{key}", "lease_until", 0)
+
+
+@pytest.mark.parametrize("how", ["ambiguous", "holder died"])
+@pytest.mark.parametrize("then", ["RELEASED", "FAILED"])
+def test_a_key_that_was_ever_ambiguous_always_reconciles(
+    redis_client: redis.Redis, how: str, then: str
+) -> None:
+    """The lost send may still show up later (a lagging search): a later send's
+    known outcome (nothing created: RELEASED; refused: FAILED) does not settle it."""
+    ledger = make(redis_client)
+    lose_an_answer(ledger, "k", how)
+    second = ledger.claim("t", "k", "fp", "job-1")
+    assert second.maybe_sent  # looked up, found nothing (yet), sent again:
+    ledger.mark_sending("t", "k", second.fence)
+    ledger.finish("t", "k", second.fence, then)
+    third = ledger.claim("t", "k", "fp", "job-2")
+    assert third.status == "claimed" and third.maybe_sent and not third.holder_died
+    assert ledger.finish("t", "k", third.fence, "RELEASED")
+    assert ledger.claim("t", "k", "fp", "job-3").maybe_sent  # and so on, for good
+
+
+def test_a_claim_that_marks_its_send_never_forgets_an_earlier_loss(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = make(redis_client)
+    lose_an_answer(ledger, "k", "ambiguous")
+    second = ledger.claim("t", "k", "fp", "job-1", send=True)
+    assert second.maybe_sent and not second.sending
+    ledger.finish("t", "k", second.fence, "RELEASED")
+    assert ledger.claim("t", "k", "fp", "job-1", send=True).maybe_sent

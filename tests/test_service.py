@@ -365,3 +365,32 @@ def test_a_fresh_lost_answer_is_looked_up_for_the_whole_window(
     assert run(rt, job, job_id="fresh", retries=1).status == "created"
     assert naps, "the lookup should have been repeated within the window"
     assert app.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("second_send", "second_outcome"),
+    [({"status": 503}, "retry"), ({"status": 403, "title": "FORBIDDEN"}, "failed")],
+)
+def test_a_lost_answer_is_reconciled_even_after_a_later_send_was_settled(
+    rt: Runtime, sandbox: SandboxServer, second_send: dict[str, Any], second_outcome: str
+) -> None:
+    """The first send landed but the search did not show it yet; the resend was
+    refused (503: nothing created, or 403). The next claim must look again first."""
+    rt.service.reconcile_window = 0.0
+    app = sandbox.app("camunda8")
+    app.faults.configure(search_lag_ms=3_600_000)
+    sends = rt.service.policy.attempts if second_outcome == "retry" else 1
+    app.faults.script([{"drop": "after_commit"}, *[second_send] * sends])
+    job = {**C8_JOB, "business_key": "lost-then-settled"}
+    assert isinstance(run(rt, job, job_id="j-1"), RetryLater)
+    assert app.count() == 1
+    second = run(rt, job, job_id="j-1", retries=1)
+    if second_outcome == "retry":
+        assert isinstance(second, RetryLater)
+    else:
+        assert second.status == "failed" and second.error.kind == "permanent"
+    app.faults.configure(search_lag_ms=0)  # the lost instance shows up in search
+    later = run(rt, job, job_id="j-1" if second_outcome == "retry" else "j-2", retries=2)
+    assert later.status == "created"
+    assert later.instance_id == app.instances[0]["id"]
+    assert app.count() == 1

@@ -12,6 +12,10 @@ One Redis hash per (target, idempotency key)::
                  when a send is known not to have created anything (RELEASED), so a
                  takeover knows whether any earlier holder may have created an instance
     attempts     start requests sent for this key
+    lost_send    1 once a send's outcome was never learned (an AMBIGUOUS answer, or a
+                 holder that died after marking a send); never cleared, so every later
+                 claim reconciles first: the lost instance may show up in a search
+                 long after a later send was settled (RELEASED or FAILED)
 
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
@@ -61,7 +65,7 @@ if not state then
   return {'claimed', 1, '', '', 0, 0, 0}
 end
 local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
-                     'sent_fence', 'attempts', 'updated_at')
+                     'sent_fence', 'attempts', 'updated_at', 'lost_send')
 if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0, 0} end
 if state == 'SUCCEEDED' then
   return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0), 0}
@@ -73,10 +77,12 @@ end
 -- Taking over: a dead holder or an AMBIGUOUS outcome may have created an instance.
 -- Any holder that marked a send counts, not only the last one: a holder that
 -- died while reconciling an earlier holder's send leaves that send unresolved.
--- 1: an answer was lost (AMBIGUOUS); 2: a holder died after marking a send.
+-- 1: an answer was lost (AMBIGUOUS, now or ever before); 2: a holder died after
+-- marking a send. Either loss is remembered for good (lost_send).
 local maybe_sent = 0
-if state == 'AMBIGUOUS' then maybe_sent = 1 end
+if state == 'AMBIGUOUS' or f[9] == '1' then maybe_sent = 1 end
 if state == 'IN_FLIGHT' and f[6] then maybe_sent = 2 end
+if maybe_sent > 0 then redis.call('HSET', h, 'lost_send', 1) end
 local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
 local fence = redis.call('HINCRBY', h, 'fence', 1)
 redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
@@ -99,6 +105,7 @@ if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
 redis.call('HSET', h, 'state', ARGV[2], 'instance_id', ARGV[3], 'updated_at', now,
            'lease_until', 0)
 if ARGV[2] == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
+if ARGV[2] == 'AMBIGUOUS' then redis.call('HSET', h, 'lost_send', 1) end
 redis.call('EXPIRE', h, tonumber(ARGV[4]))
 return 1
 """
