@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -192,3 +193,23 @@ def test_invalid_settings_are_refused(client: Callable[[str], EngineClient],
                                       settings: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         client("tas").app.faults.configure(**settings)
+
+
+def test_token_latency_holds_token_requests_until_lowered(
+        client: Callable[[str], EngineClient]) -> None:
+    c8 = client("camunda8")
+    c8.app.auth.configure(type="oauth2", client_id="w", client_secret="s")
+    c8.app.faults.configure(token_latency_ms=600_000)
+    answers: list[requests.Response] = []
+    held = threading.Thread(target=lambda: answers.append(
+        c8.token(grant_type="client_credentials", client_id="w", client_secret="s")))
+    held.start()
+    assert c8.app.counters.wait_for_kind("token", 1, timeout=10)
+    held.join(0.2)
+    assert held.is_alive() and not answers  # held by the knob
+    c8.app.faults.configure(token_latency_ms=0)
+    held.join(10)
+    assert [a.status_code for a in answers] == [200]
+    bearer = {"Authorization": f"Bearer {answers[0].json()['access_token']}"}
+    c8.app.faults.configure(token_latency_ms=600_000)
+    assert c8.start(headers=bearer).status_code == 200  # start requests are not held

@@ -251,6 +251,7 @@ class EngineApp:
 
     def _token(self, request: Request, args: dict[str, Any]) -> Response:
         self.counters.kind("token")
+        self.faults.apply_token_latency()
         try:
             return json_response(self.auth.issue_token(request),
                                  headers={"Cache-Control": "no-store"})

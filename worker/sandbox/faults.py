@@ -10,9 +10,11 @@ Two sources, scripted first:
 * ``configure(...)`` — standing knobs: ``latency_ms`` before every start,
   ``error_rate`` (the engine's transient error, or ``error_status``),
   ``drop_after_commit_rate`` (drawn from a seeded RNG, so a run is
-  reproducible) and ``search_lag_ms`` (C8 search shows an instance only once
+  reproducible), ``search_lag_ms`` (C8 search shows an instance only once
   it is that old, judged at search time: setting the lag back to 0 makes
-  everything visible at once, with no waiting in tests).
+  everything visible at once, with no waiting in tests) and
+  ``token_latency_ms`` (a slow OAuth2 token endpoint; a request waiting out
+  the latency is released as soon as the knob is set lower).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class FaultSettings:
     drop_after_commit_rate: float = 0.0
     search_lag_ms: int = 0
     seed: int | None = None
+    token_latency_ms: int = 0
 
 
 class FaultKnobs:
@@ -96,6 +99,7 @@ class FaultKnobs:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._settings = FaultSettings()
         self._rng = random.Random()
         self._script: list[Fault] = []
@@ -109,6 +113,7 @@ class FaultKnobs:
         drop_after_commit_rate: float = 0.0,
         search_lag_ms: int = 0,
         seed: int | None = None,
+        token_latency_ms: int = 0,
     ) -> FaultSettings:
         """Replace every standing knob (omitted ones go back to off).
 
@@ -118,15 +123,16 @@ class FaultKnobs:
                            ("drop_after_commit_rate", drop_after_commit_rate)):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], not {rate!r}")
-        if latency_ms < 0 or search_lag_ms < 0:
-            raise ValueError("latency_ms and search_lag_ms must be >= 0")
+        if latency_ms < 0 or search_lag_ms < 0 or token_latency_ms < 0:
+            raise ValueError("latency_ms, search_lag_ms and token_latency_ms must be >= 0")
         if error_status is not None and not 400 <= error_status <= 599:
             raise ValueError(f"error_status must be an HTTP error status, not {error_status!r}")
         settings = FaultSettings(latency_ms, error_rate, error_status,
-                                 drop_after_commit_rate, search_lag_ms, seed)
-        with self._lock:
+                                 drop_after_commit_rate, search_lag_ms, seed, token_latency_ms)
+        with self._changed:
             self._settings = settings
             self._rng = random.Random(seed)
+            self._changed.notify_all()
         return settings
 
     def script(self, faults: list[JsonDict]) -> None:
@@ -155,6 +161,17 @@ class FaultKnobs:
         if delay:
             self._count("latency")
             time.sleep(delay / 1000.0)
+
+    def apply_token_latency(self) -> None:
+        """Hold a token request for ``token_latency_ms``, judged against the knob's current
+        value: setting it lower (or resetting) releases a held request at once."""
+        started = time.monotonic()
+        with self._changed:
+            while True:
+                left = self._settings.token_latency_ms / 1000.0 - (time.monotonic() - started)
+                if left <= 0:
+                    return
+                self._changed.wait(left)
 
     def next_fault(self) -> Fault | None:
         """The fault for this start request: the next scripted one, else a random draw."""
@@ -190,11 +207,12 @@ class FaultKnobs:
 
     def reset(self) -> None:
         """Knobs off, script emptied, counts zeroed."""
-        with self._lock:
+        with self._changed:
             self._settings = FaultSettings()
             self._rng = random.Random()
             self._script.clear()
             self._injected.clear()
+            self._changed.notify_all()
 
 
 def _kind(fault: Fault) -> str:

@@ -105,6 +105,7 @@ class RequestCounters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._routes: Counter[str] = Counter()
         self._kinds: Counter[str] = Counter()
 
@@ -114,8 +115,18 @@ class RequestCounters:
 
     def kind(self, name: str) -> None:
         """Count one request of a kind: ``start``, ``token``, ``unauthorized``, …"""
-        with self._lock:
+        with self._changed:
             self._kinds[name] += 1
+            self._changed.notify_all()
+
+    def wait_for_kind(self, name: str, count: int, timeout: float) -> bool:
+        """Block until ``count`` requests of kind ``name`` arrived; False on timeout.
+
+        Counted when a request arrives, before any latency knob holds it, so a
+        test can act while the request is held.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self._kinds[name] >= count, timeout)
 
     def snapshot(self) -> JsonDict:
         with self._lock:
