@@ -39,6 +39,11 @@ class Credentials(AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         return request
 
+    @property
+    def ready(self) -> bool:
+        """Whether applying the credentials now needs no network call (no token to fetch)."""
+        return True
+
     def invalidate(self) -> None:
         """Forget cached credentials after the engine rejected them."""
 
@@ -86,6 +91,11 @@ class OAuth2(Credentials):
         with self._lock:
             self._token = None
             self._expires_at = 0.0
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return self._token is not None and time.monotonic() < self._expires_at
 
     def token(self) -> str:
         with self._lock:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -52,6 +52,9 @@ from worker.ratelimit import RateLimiter
 from worker.redis_batch import Batch, ScriptCall
 from worker.results import ResultStore
 from worker.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from requests import PreparedRequest
 
 DELIVERY_COUNT_TTL = 86400
 """Seconds the per-job delivery counters are kept after the last delivery."""
@@ -227,6 +230,8 @@ class _Run:
     attempts: int = 0
     premarked: bool = False
     """The claim already marked the first send (a new key, no rate limit to wait for)."""
+    prepared: PreparedRequest | None = None
+    """The start request with credentials applied before the claim, for the first send."""
 
     def __post_init__(self) -> None:
         self.job_id = self.job.job_id or self.delivery.job_id
@@ -248,6 +253,7 @@ class _Run:
             return Done(svc.results.get(self.job_id))  # type: ignore[arg-type]
         self.engine = svc.engines.get(self.job.target)
         request = self.engine.build_request(self.job, self.key)
+        self.prepared = self._credentials_first(request)
         claim = self._claim()
         if claim.status == "busy":
             return RetryLater(max(claim.wait_ms / 1000, 0.5), "another worker holds this key")
@@ -272,8 +278,9 @@ class _Run:
     def _claim(self) -> Claim:
         svc = self.service
         fp = fingerprint(self.job.payload())
-        # With a rate limit the send may wait for a token, so it is marked only then.
-        send = not svc.targets[self.job.target].rate_limit
+        # With a rate limit the send may wait for a token, so it is marked only then;
+        # without credentials in place it is marked once they are (after a token fetch).
+        send = not svc.targets[self.job.target].rate_limit and self.prepared is not None
         deadline = time.monotonic() + svc.busy_wait
         delay = 0.02
         while True:
@@ -282,6 +289,22 @@ class _Run:
                 return claim
             svc.sleep(min(delay, claim.wait_ms / 1000))
             delay = min(delay * 2, 0.5)
+
+    def _credentials_first(self, request: StartRequest) -> PreparedRequest | None:
+        """Apply credentials before claiming when they are at hand (a cached token).
+
+        Then the claim may mark the first send: nothing slow is left between
+        that mark and the send. None when a token must be fetched first (that
+        happens in the attempt, before it marks its send, under the retry
+        policy; and a duplicate never costs a token request) or the fetch failed.
+        """
+        assert self.engine is not None
+        if not self.engine.credentials.ready:
+            return None
+        try:
+            return self.engine.prepare(request)
+        except JobError:
+            return None
 
     def _reconcile(self, claim: Claim) -> str | None:
         """Find the instance a lost attempt may have created, before sending again.
@@ -322,9 +345,8 @@ class _Run:
 
         limit = svc.targets[self.job.target].rate_limit
 
-        def attempt() -> Started:
-            if limit and svc.rate_limiter is not None:
-                self._take_token(limit)
+        def mark() -> None:
+            """Called by the engine right before each send, once credentials are in place."""
             if self.premarked:
                 self.premarked = False  # the claim marked this first send
             else:
@@ -333,7 +355,12 @@ class _Run:
                     raise Fenced("the idempotency key was taken over by another worker")
                 self.attempts = sent
             failpoint("before_send", self.job_id, self.job.process_id)
-            started = engine.execute(request)
+
+        def attempt() -> Started:
+            if limit and svc.rate_limiter is not None:
+                self._take_token(limit)
+            prepared, self.prepared = self.prepared, None  # fresh credentials on a retry
+            started = engine.execute(request, prepared, before_send=mark)
             failpoint("after_response", self.job_id, self.job.process_id)
             return started
 
