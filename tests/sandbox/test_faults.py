@@ -213,3 +213,22 @@ def test_token_latency_holds_token_requests_until_lowered(
     bearer = {"Authorization": f"Bearer {answers[0].json()['access_token']}"}
     c8.app.faults.configure(token_latency_ms=600_000)
     assert c8.start(headers=bearer).status_code == 200  # start requests are not held
+
+
+def test_a_trickled_answer_is_whole_but_slow(engine: EngineClient) -> None:
+    engine.app.faults.script([{"trickle_ms": 2}])
+    started = time.monotonic()
+    response = engine.start(timeout=0.5)  # no single read waits long
+    assert response.status_code in (200, 201)
+    assert time.monotonic() - started >= 0.002 * len(response.content)
+    assert response.json() and engine.app.count() == 1
+    assert engine.app.stats()["faults_injected"] == {"trickle": 1}
+    assert engine.start().status_code in (200, 201)  # the next answer comes at once
+
+
+@pytest.mark.parametrize("spec", [{"trickle_ms": -1}, {"trickle_ms": 1.5},
+                                  {"drop": "after_commit", "trickle_ms": 5}])
+def test_bad_trickles_are_refused(client: Callable[[str], EngineClient],
+                                  spec: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        client("camunda8").app.faults.script([spec])

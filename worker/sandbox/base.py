@@ -6,7 +6,7 @@ deployments; this base class does the rest the same way for all five engines:
 * routing (werkzeug ``Map``) and per-route request counters;
 * authentication of API routes (``SandboxAuth``) and an OAuth2 token route;
 * the start-request pipeline: latency → auth → fault (scripted, else drawn)
-  → handler → optional drop after commit;
+  → handler → optional drop after commit or trickled answer;
 * the unauthenticated control routes under ``/_sandbox/``::
 
     GET  /_sandbox/instances      POST /_sandbox/faults   (configure kwargs or {"script": [...]})
@@ -35,6 +35,7 @@ from worker.sandbox.auth import SandboxAuth, TokenError
 from worker.sandbox.faults import Fault, FaultKnobs
 from worker.sandbox.store import InstanceStore, RequestCounters
 from worker.sandbox.web import (
+    TRICKLE_ENVIRON,
     BodyError,
     JsonDict,
     Reject,
@@ -227,6 +228,8 @@ class EngineApp:
             return self._invoke(route, request, args)
         if fault.latency_ms:
             time.sleep(fault.latency_ms / 1000.0)
+        if fault.trickle_ms:
+            request.environ[TRICKLE_ENVIRON] = fault.trickle_ms / 1000.0
         if fault.error:
             return self._fault_response(request, fault, args)
         if fault.drop == "before_commit":

@@ -5,8 +5,11 @@ Two sources, scripted first:
 * ``script([...])`` — one-shot faults consumed in order by the next start
   requests: ``{"status": 503, "retry_after": "1"}``, ``{"drop": "before_commit"}``,
   ``{"drop": "after_commit"}``, ``{"latency_ms": 1500}`` (a slow but successful
-  start, for client timeouts), with optional ``code`` (C7 ``ExceptionDto.code``),
-  ``title`` (C8 problem title), ``message`` and ``body`` (a verbatim JSON body).
+  start, for client timeouts), ``{"trickle_ms": 50}`` (the start is handled,
+  then the whole answer is written a byte every 50 ms: each read is quick, the
+  answer as a whole is not, for client deadlines), with optional ``code``
+  (C7 ``ExceptionDto.code``), ``title`` (C8 problem title), ``message`` and
+  ``body`` (a verbatim JSON body).
 * ``configure(...)`` — standing knobs: ``latency_ms`` before every start,
   ``error_rate`` (the engine's transient error, or ``error_status``),
   ``drop_after_commit_rate`` (drawn from a seeded RNG, so a run is
@@ -30,8 +33,8 @@ from worker.sandbox.web import JsonDict
 
 DropPoint = Literal["before_commit", "after_commit"]
 _DROP_POINTS = ("before_commit", "after_commit")
-_SCRIPT_KEYS = frozenset({"status", "retry_after", "drop", "latency_ms", "code", "title",
-                          "message", "body"})
+_SCRIPT_KEYS = frozenset({"status", "retry_after", "drop", "latency_ms", "trickle_ms", "code",
+                          "title", "message", "body"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Fault:
     retry_after: str | None = None
     drop: DropPoint | None = None
     latency_ms: int = 0
+    trickle_ms: int = 0
     code: int | None = None
     title: str | None = None
     message: str | None = None
@@ -63,10 +67,15 @@ class Fault:
         status = spec.get("status")
         if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
             raise ValueError(f"status must be an HTTP error status, not {status!r}")
-        if status is None and drop is None and not spec.get("latency_ms"):
-            raise ValueError(f"a fault needs status, drop or latency_ms: {spec!r}")
+        trickle_ms = spec.get("trickle_ms", 0)
+        if not (isinstance(trickle_ms, int) and trickle_ms >= 0):
+            raise ValueError(f"trickle_ms must be a whole number >= 0, not {trickle_ms!r}")
+        if status is None and drop is None and not spec.get("latency_ms") and not trickle_ms:
+            raise ValueError(f"a fault needs status, drop, latency_ms or trickle_ms: {spec!r}")
         if status is not None and drop is not None:
             raise ValueError("a fault is either a status or a drop, not both")
+        if drop is not None and trickle_ms:
+            raise ValueError("a dropped connection cannot trickle an answer")
         retry_after = spec.get("retry_after")
         return cls(
             error=status is not None,
@@ -74,6 +83,7 @@ class Fault:
             retry_after=None if retry_after is None else str(retry_after),
             drop=drop,
             latency_ms=int(spec.get("latency_ms", 0)),
+            trickle_ms=trickle_ms,
             code=spec.get("code"),
             title=spec.get("title"),
             message=spec.get("message"),
@@ -220,4 +230,6 @@ def _kind(fault: Fault) -> str:
         return f"drop_{fault.drop}"
     if fault.error:
         return "error"
+    if fault.trickle_ms:
+        return "trickle"
     return "latency"

@@ -11,19 +11,24 @@ next request line is never eaten, and writes each response in one send
 (status line, headers and body together: no Nagle / delayed-ACK stall).
 Requests with a chunked body are answered and the connection is then closed.
 `drop_connection` still works: the emulator shuts the socket down, the
-write fails, and the connection ends without a response.
+write fails, and the connection ends without a response. A response the
+emulator marked with ``TRICKLE_ENVIRON`` is written a byte at a time instead
+(a slow network or a stuck proxy, for clients' deadlines).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import IO, Any, ClassVar, cast
 
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
+
+from worker.sandbox.web import TRICKLE_ENVIRON
 
 IDLE_TIMEOUT = 120.0
 """Seconds an idle kept-alive connection stays open (then the server closes it, quietly)."""
@@ -79,11 +84,21 @@ class KeepAliveHandler(WSGIRequestHandler):
         head = "".join(f"{name}: {value}\r\n" for name, value in headers)
         data = f"HTTP/1.1 {status}\r\n{head}\r\n".encode("latin-1") + body
         try:
-            self.wfile.write(data)
+            self._write(data, environ.get(TRICKLE_ENVIRON))
         except OSError:  # the emulator dropped the connection, or the client went away
             self.close_connection = True
             return
         self.log_request(code, len(body))
+
+    def _write(self, data: bytes, trickle_s: float | None) -> None:
+        """The response in one send, or a byte per ``trickle_s`` seconds."""
+        if not trickle_s:
+            self.wfile.write(data)
+            return
+        for index in range(len(data)):
+            if index:
+                time.sleep(trickle_s)
+            self.wfile.write(data[index : index + 1])
 
     def _call_app(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         started: list[Any] = []

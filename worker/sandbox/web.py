@@ -17,6 +17,10 @@ from werkzeug.wrappers import Request, Response
 
 JsonDict = dict[str, Any]
 
+TRICKLE_ENVIRON = "startproc.sandbox.trickle_s"
+"""Set in a request's WSGI environ by an emulator: the server then writes the whole
+response (status line, headers, body) one byte per that many seconds."""
+
 
 class Reject(Exception):
     """Abort a handler with an engine error: status, message and engine extras."""
