@@ -12,6 +12,7 @@ import http.client
 import http.server
 import socket
 import threading
+import time
 import types
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,6 +33,9 @@ from urllib3.util.retry import Retry
 
 import worker.http
 from worker import __version__
+from worker.config import Targets
+from worker.engines import build_engine
+from worker.engines.base import StartRequest
 from worker.errors import AmbiguousError, TransientError
 from worker.http import USER_AGENT, make_session, parse_retry_after, transport_error
 
@@ -399,3 +403,62 @@ def test_the_engine_adapter_leaves_proxied_calls_to_requests() -> None:
     assert adapter.request_url(request, {}) == "/v2/process-instances?a=1"
     adapter.get_connection_with_tls_context(request, True, proxies=proxies)
     assert adapter._pools == {}
+
+
+# ---------------------------------------------------------------- call deadline
+
+
+class TrickleServer(HangUpServer):
+    """Answers every request a byte per ``interval``: no read waits long, the answer does."""
+
+    ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.interval = interval
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.held.append(conn)
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            for index in range(len(self.ANSWER)):
+                time.sleep(self.interval)
+                conn.sendall(self.ANSWER[index : index + 1])
+
+
+def test_a_trickling_status_line_is_cut_at_the_deadline_and_ambiguous() -> None:
+    with TrickleServer(interval=0.05) as server:
+        started = time.monotonic()
+        with pytest.raises(requests.RequestException) as caught, worker.http.call_deadline(0.5):
+            make_session().post(server.url, json={}, timeout=(2, 2))
+        elapsed = time.monotonic() - started
+    error = transport_error(caught.value, "c8")
+    assert type(error) is AmbiguousError and "deadline" in error.message
+    assert 0.5 <= elapsed < 2.0  # the 4 s answer was cut, though each byte came within 2 s
+
+
+def test_a_call_within_its_deadline_reads_the_whole_answer() -> None:
+    with TrickleServer(interval=0.002) as server:
+        with worker.http.call_deadline(30):
+            response = make_session().post(server.url, json={}, timeout=(2, 2))
+        assert response.json() == {}
+
+
+def test_engine_calls_under_a_deadline_still_reuse_one_connection(engine_url: str) -> None:
+    root = engine_url.removesuffix("/api/start")
+    targets = Targets.from_dict({"targets": {"t": {"engine": "camunda8", "base_url": root}}})
+    engine = build_engine(targets["t"])
+    for _ in range(3):
+        assert engine.fetch(StartRequest("POST", "/api/start", json={})) == {"ok": True}
+    (pool,) = engine.session.get_adapter(root)._pools.values()  # type: ignore[attr-defined]
+    assert pool.num_connections == 1

@@ -9,6 +9,7 @@ Driven through the service with a real Redis and the Camunda 8 sandbox.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.test_service import run
 from worker.runtime import Runtime, build_runtime
 from worker.sandbox import SandboxServer
 from worker.sandbox.camunda8 import Camunda8App
+from worker.service import RetryLater
 
 SECRET = "s3cret-of-the-worker"
 JOB = {"target": "camunda8", "process": "order-process", "business_key": "L-1"}
@@ -106,3 +108,27 @@ def test_a_duplicate_costs_no_token_request(
     again = run(rt, JOB, "again")
     assert (first.status, again.status) == ("created", "duplicate")
     assert c8.stats()["token_requests"] == 1
+
+
+def test_a_trickling_answer_is_cut_at_the_call_deadline_and_reconciled(
+    redis_url: str, sandbox: SandboxServer
+) -> None:
+    """Every read is quick (a byte each 40 ms, well inside the 1 s read timeout), the
+    whole answer is not (about 10 s): the call ends at connect_timeout + timeout."""
+    deadline = 0.5 + 1.0
+    targets = sandbox_targets(sandbox, camunda8={"connect_timeout": 0.5, "timeout": 1.0})
+    rt = build_runtime(make_settings(redis_url), targets, Connection(redis_url))
+    rt.service.sleep = lambda _s: None
+    app = sandbox.app("camunda8")
+    app.faults.script([{"trickle_ms": 40}])
+    started = time.monotonic()
+    outcome = run(rt, JOB, "trickled")
+    elapsed = time.monotonic() - started
+    assert isinstance(outcome, RetryLater), outcome
+    assert "deadline" in outcome.reason and "may exist" in outcome.reason
+    assert elapsed < deadline + 2.0, f"the call took {elapsed:.1f}s"
+    assert rt.service.ledger.get("camunda8", KEY)["state"] == "AMBIGUOUS"
+    assert app.count() == 1  # the engine had committed it
+    result = run(rt, JOB, "trickled", retries=1)
+    assert result.status == "created"
+    assert result.instance_id == app.instances[0]["id"] and app.count() == 1

@@ -4,23 +4,35 @@ Transport failures split in two by one question, *could the engine have
 received the request?* A refused connection or a connect timeout cannot have
 created anything (transient, safe to resend); a read timeout or a connection
 dropped mid-answer may have (ambiguous, reconcile before resending).
+
+urllib3's timeouts bound each socket read, not a call: an answer that
+trickles in a byte at a time never times out. Inside `call_deadline` every
+read of a response (status line, headers, body) waits at most until the
+deadline, so a call ends by then and one that runs over is ambiguous.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
+import io
 import os
 import re
+import socket
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from time import monotonic  # apart from ``time``, which tests replace to fix the wall clock
 from typing import Any, cast
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
-from urllib3 import HTTPConnectionPool
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from worker import __version__
@@ -28,6 +40,85 @@ from worker.errors import AmbiguousError, JobError, TransientError
 
 USER_AGENT = f"process-start-worker/{__version__}"
 _NOT_SENT = (NewConnectionError, ConnectTimeoutError, NameResolutionError)
+_call = threading.local()
+
+
+class CallDeadlineExceeded(TimeoutError):
+    """A response was still being read when its call's deadline passed."""
+
+
+@contextmanager
+def call_deadline(seconds: float) -> Iterator[None]:
+    """Responses read in this block (on an `EngineAdapter`) end ``seconds`` from now."""
+    outer = getattr(_call, "deadline", None)
+    _call.deadline = monotonic() + seconds
+    try:
+        yield
+    finally:
+        _call.deadline = outer
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A response's socket reader whose every read waits at most until the deadline."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._deadline = deadline
+        self._per_read = sock.gettimeout()  # urllib3's read timeout, set before the response
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._deadline - monotonic()
+        if left <= 0:
+            raise CallDeadlineExceeded("the call's deadline passed while reading the answer")
+        self._sock.settimeout(left if self._per_read is None else min(self._per_read, left))
+        try:
+            return self._raw.readinto(buffer)
+        except TimeoutError:
+            if monotonic() >= self._deadline:
+                raise CallDeadlineExceeded(
+                    "the call's deadline passed while reading the answer"
+                ) from None
+            raise
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, read through a `_DeadlineReader` inside `call_deadline`."""
+
+    def __init__(
+        self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: Any = None
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        deadline = getattr(_call, "deadline", None)
+        if deadline is not None:
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+
+
+class _HTTPConnection(HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_DEADLINE_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def make_session(
@@ -62,12 +153,24 @@ class EngineAdapter(HTTPAdapter):
     for an origin and TLS setting is looked up once, not re-derived from the
     URL on every call; and a call without proxies sends the plain path. About
     0.1 ms of CPU per call (benchmarks/README.md). ``send`` itself is requests'
-    own, so mocks that patch ``HTTPAdapter.send`` still apply.
+    own, so mocks that patch ``HTTPAdapter.send`` still apply. Its connections
+    read responses within `call_deadline` (also through an HTTP proxy; a SOCKS
+    proxy keeps urllib3's per-read timeouts only).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pools: dict[tuple[str, str, str], HTTPConnectionPool] = {}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _DEADLINE_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = _DEADLINE_POOLS
+        return manager
 
     def get_connection_with_tls_context(
         self,
@@ -130,6 +233,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def transport_error(exc: requests.RequestException, engine: str) -> JobError:
     """Map a `requests` exception to transient (not sent) or ambiguous (maybe sent)."""
     chain = _chain(exc)
+    if any(isinstance(e, CallDeadlineExceeded) for e in chain):
+        return AmbiguousError(
+            f"{engine}: no whole answer within the call's deadline; the instance may exist"
+        )
     not_sent = isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError)
     if not_sent or any(isinstance(e, _NOT_SENT) for e in chain):
         return TransientError(f"{engine}: could not connect ({type(chain[-1]).__name__})")

@@ -37,7 +37,7 @@ from worker.errors import (
     PermanentError,
     TransientError,
 )
-from worker.http import parse_retry_after, transport_error
+from worker.http import call_deadline, parse_retry_after, transport_error
 from worker.models import Job
 from worker.validation import describe
 
@@ -240,19 +240,25 @@ class Engine(ABC):
     def _exchange(self, prepared: requests.PreparedRequest) -> requests.Response:
         """Hand a prepared request to the session's transport adapter and read the answer.
 
+        The answer is read, to its last byte, within ``connect_timeout +
+        timeout`` of the call's start (the lease is checked to outlast that
+        at start-up): a trickling answer is cut there and is ambiguous, never
+        waited out. Connecting and sending keep their own timeouts.
         The session still owns the pool, the mounted adapters (tests mount
         fakes there), TLS and proxy settings.
         """
         session = self.session
         url = prepared.url or ""
-        response = session.get_adapter(url).send(
-            prepared,
-            timeout=(self.target.connect_timeout, self.target.timeout),
-            verify=True if session.verify is None else session.verify,
-            cert=session.cert,
-            proxies=session.proxies,
-        )
-        _ = response.content  # read it all now, so the connection goes back to the pool
+        target = self.target
+        with call_deadline(target.connect_timeout + target.timeout):
+            response = session.get_adapter(url).send(
+                prepared,
+                timeout=(target.connect_timeout, target.timeout),
+                verify=True if session.verify is None else session.verify,
+                cert=session.cert,
+                proxies=session.proxies,
+            )
+            _ = response.content  # read it all now, so the connection goes back to the pool
         return response
 
     def start(self, job: Job, key: str) -> Started:
