@@ -341,3 +341,24 @@ def test_basic_and_bearer(c8: EngineClient, settings: dict[str, Any], good: Any,
     assert start(good) == 200
     assert start(bad) == 401
     assert c8.app.count() == 1
+
+
+def test_the_holder_of_a_business_id_is_found_as_the_worker_looks_for_it(
+        c8: EngineClient) -> None:
+    """8.9 uniqueness: one active root instance per business id, process definition and
+    tenant; the 409's holder is found by business id, state and no parent."""
+    c8.app.configure(api_version="8.9", business_id_unique=True)
+    first = c8.start(businessId="BK-1", tags=["startproc:ours"]).json()
+    assert c8.start(businessId="BK-1").status_code == 409
+    assert c8.post(CREATE, json={"processDefinitionId": "invoice",
+                                 "businessId": "BK-1"}).status_code == 200  # another process
+    holder = {"businessId": "BK-1", "state": "ACTIVE",
+              "parentProcessInstanceKey": {"$exists": False},
+              "processDefinitionId": "order-process"}
+    items = search(c8, holder).json()["items"]
+    assert [i["processInstanceKey"] for i in items] == [first["processInstanceKey"]]
+    assert items[0]["tags"] == ["startproc:ours"]
+    assert search(c8, {"parentProcessInstanceKey": {"$exists": True}}).json()["items"] == []
+    c8.app.complete(first["processInstanceKey"])
+    assert search(c8, holder).json()["items"] == []
+    assert c8.start(businessId="BK-1").status_code == 200  # the id is free again

@@ -1,7 +1,8 @@
 """``POST /v2/process-instances/search`` query parsing and matching for the C8 emulator.
 
 Supported: ``filter`` fields processDefinitionId / Key / Version / Name,
-processInstanceKey, tenantId, state, hasIncident, tags (all must be carried),
+processInstanceKey, parentProcessInstanceKey (every emulated instance is a
+root: it has none), tenantId, state, hasIncident, tags (all must be carried),
 variables (``[{name, value}]``, value compared with the variable's compact JSON
 serialization, so the string ``abc`` is found with ``"\\"abc\\""``) and, on
 8.9, businessId; string filters may be a plain value or ``$eq``, ``$neq``,
@@ -27,12 +28,13 @@ _RECORD_FIELDS: dict[str, Callable[[JsonDict], str | None]] = {
     "processDefinitionVersion": lambda r: str(r["version"]),
     "processDefinitionName": lambda r: r["processDefinitionName"],
     "processInstanceKey": lambda r: r["id"],
+    "parentProcessInstanceKey": lambda r: None,
     "tenantId": lambda r: r["tenant_id"],
     "state": lambda r: r["state"],
     "businessId": lambda r: r["businessId"],
 }
 _KNOWN_UNSUPPORTED = frozenset({
-    "startDate", "endDate", "parentProcessInstanceKey", "parentElementInstanceKey",
+    "startDate", "endDate", "parentElementInstanceKey",
     "batchOperationId", "batchOperationKey", "errorMessage", "hasRetriesLeft",
     "elementInstanceState", "elementId", "hasElementInstanceIncident",
     "incidentErrorHashCode", "processDefinitionVersionTag", "$or",
