@@ -143,3 +143,14 @@ def test_iso_ms_converts_to_utc() -> None:
 
     prague = timezone(timedelta(hours=1))
     assert iso_ms(datetime(2026, 1, 1, 1, 0, tzinfo=prague)) == "2026-01-01T00:00:00.000Z"
+
+
+def test_existing_instance_id_is_in_an_error_only_when_there_is_one() -> None:
+    plain = ErrorInfo(kind="permanent", http_status=400, message="no")
+    assert json.loads(plain.model_dump_json()) == {
+        "kind": "permanent", "http_status": 400, "message": "no", "engine_error": None
+    }
+    clash = ErrorInfo(kind="conflict", http_status=409, message="held", existing_instance_id="7")
+    assert json.loads(clash.model_dump_json())["existing_instance_id"] == "7"
+    result = Result(job_id="j", status="failed", error=clash)
+    assert Result.model_validate_json(result.to_json()) == result

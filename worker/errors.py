@@ -8,7 +8,8 @@ class decides what happens next (retry, fail, reconcile)::
     └── JobError             something went wrong with one job
         ├── InvalidJob       the job itself is malformed           -> failed, kind "invalid"
         ├── PermanentError   the engine refused; retrying won't help -> failed, kind "permanent"
-        ├── ConflictError    same idempotency key, other payload    -> failed, kind "conflict"
+        ├── ConflictError    same key, other payload; or the engine  -> failed, kind "conflict"
+        │                    holds the business id for another instance (its id kept)
         ├── TransientError   try again later (429, 503, refused)    -> retry; then kind "exhausted"
         └── AmbiguousError   the instance may exist (sent, no answer) -> reconcile first
 
@@ -70,9 +71,27 @@ class PermanentError(JobError):
 
 
 class ConflictError(JobError):
-    """The idempotency key was already used with a different payload."""
+    """The idempotency key was already used with a different payload, or the engine
+    refused the start because another instance holds its business id."""
 
     kind = "conflict"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        engine_error: Any = None,
+        existing_instance_id: str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, engine_error=engine_error)
+        self.existing_instance_id = existing_instance_id
+
+    def as_error_info(self) -> dict[str, Any]:
+        info = super().as_error_info()
+        if self.existing_instance_id is not None:
+            info["existing_instance_id"] = self.existing_instance_id
+        return info
 
 
 class TransientError(JobError):

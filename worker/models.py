@@ -129,7 +129,11 @@ class Job(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    """The ``error`` of a failed result; ``engine_error`` is the engine's own body."""
+    """The ``error`` of a failed result; ``engine_error`` is the engine's own body.
+
+    ``existing_instance_id``: on a ``conflict`` the engine answered (a Camunda 8.9
+    business id held by another active instance), that instance; left out otherwise.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -137,6 +141,7 @@ class ErrorInfo(BaseModel):
     http_status: int | None = None
     message: str
     engine_error: JsonValue = None
+    existing_instance_id: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Result(BaseModel):

@@ -37,7 +37,14 @@ from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE
 from worker.engines.camunda8 import Camunda8, key_tag
-from worker.errors import AmbiguousError, InvalidJob, JobError, PermanentError, TransientError
+from worker.errors import (
+    AmbiguousError,
+    ConflictError,
+    InvalidJob,
+    JobError,
+    PermanentError,
+    TransientError,
+)
 from worker.models import Job
 
 SPEC_88 = "camunda8-8.8-orchestration-cluster-rest-api.yaml"
@@ -371,6 +378,60 @@ def test_89_body_with_business_id_is_rejected_by_88(spec88: Spec, spec89: Spec) 
     assert errors_of(spec88.validator(spec88.request_schema("/process-instances")), body)
 
 
+@pytest.mark.parametrize("key", KEYS)
+def test_89_bodies_without_a_business_key_carry_the_key_as_business_id(
+    spec89: Spec, key: str
+) -> None:
+    body = sent_body("8.9", key=key)
+    assert body["businessId"] == (key if len(key) <= 256 else key_tag(key))
+    validate(spec89.validator(spec89.request_schema("/process-instances")), body)
+
+
+def test_business_id_is_a_creation_field_and_a_search_filter_of_89_only(
+    spec88: Spec, spec89: Spec
+) -> None:
+    """What the adapter relies on, read from the specs themselves."""
+    for branch in ("ById", "ByKey"):
+        properties = spec89.schema(f"ProcessInstanceCreationInstruction{branch}")["properties"]
+        assert properties["businessId"] == {"$ref": "#/components/schemas/BusinessId"}
+        assert "businessId" not in spec88.schema(f"ProcessInstanceCreationInstruction{branch}")[
+            "properties"
+        ]
+    business_id = spec89.schema("BusinessId")
+    assert (business_id["type"], business_id["minLength"], business_id["maxLength"]) == (
+        "string",
+        1,
+        256,
+    )
+    filters = spec89.schema("BaseProcessInstanceFilterFields")["properties"]
+    assert {"businessId", "state", "parentProcessInstanceKey", "tags", "tenantId"} <= set(filters)
+    conflict = spec89.operation("/process-instances")["responses"]["409"]["description"]
+    assert "business ID" in conflict and "active root process instance" in conflict
+
+
+def test_89_the_409_lookup_sends_documented_searches(spec89: Spec) -> None:
+    search = spec89.validator(spec89.request_schema("/process-instances/search"))
+    holder = {"processInstanceKey": "2251799813685249", "state": "ACTIVE", "tags": ["other"],
+              "businessId": "A-17", "tenantId": "acme"}
+    found = {"items": [holder], "page": {"totalItems": 1}}
+    conflict = {"type": "about:blank", "title": "ALREADY_EXISTS", "status": 409,
+                "detail": "business id in use", "instance": "/v2/process-instances"}
+    for fields in ({"business_key": "A-17"}, {"options": {"process_definition_key": "1"}}):
+        with responses.RequestsMock() as mock:
+            mock.post(CREATE, json=conflict, status=409)
+            mock.post(SEARCH, json=found)
+            mock.post(SEARCH, json={"items": [], "page": {"totalItems": 0}})
+            with pytest.raises(ConflictError) as caught:
+                engine("8.9").start(job(tenant_id="acme", **fields), KEY)
+            sent = [json.loads(call.request.body or b"{}") for call in mock.calls[1:]]
+        assert caught.value.existing_instance_id == "2251799813685249"
+        holder_search, tag_search = sent
+        assert holder_search["filter"]["businessId"] == fields.get("business_key", KEY)
+        assert tag_search == {"filter": {"tags": [key_tag(KEY)]}}
+        for body in sent:
+            validate(search, body)
+
+
 @pytest.mark.parametrize("version", ["8.6", "8.6-alpha"])
 def test_older_versions_are_not_88_bodies(spec88: Spec, version: str) -> None:
     """8.6 keys are numbers and 8.6-alpha names differ: the 8.8 schema must notice."""
@@ -474,7 +535,7 @@ EXPECTED = {
     "8.8": {400: PermanentError, 500: AmbiguousError, 503: TransientError, 504: AmbiguousError},
     "8.9": {
         400: PermanentError,
-        409: PermanentError,
+        409: ConflictError,  # after looking up the holder: here not ours
         500: AmbiguousError,
         503: TransientError,
         504: AmbiguousError,
@@ -513,6 +574,9 @@ def test_every_documented_error_maps_to_its_class(spec88: Spec, spec89: Spec, ve
         validate(spec.validator(schema), payload)
         with responses.RequestsMock() as mock:
             mock.post(CREATE, json=payload, status=status, content_type="application/problem+json")
+            if status == 409:  # the holder of the business id: someone else's
+                mock.post(SEARCH, json={"items": [{"processInstanceKey": "9", "tags": []}]})
+                mock.post(SEARCH, json={"items": []})
             with pytest.raises(JobError) as caught:
                 engine(version).start(job(), KEY)
         expected = EXPECTED[version][status]

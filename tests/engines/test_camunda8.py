@@ -27,6 +27,7 @@ from worker.engines.camunda8 import TAG, Camunda8, key_tag
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    ConflictError,
     InvalidJob,
     JobError,
     PermanentError,
@@ -158,8 +159,15 @@ def test_89_business_id_defaults_to_business_key() -> None:
     assert body_of("8.9", business_key="A-17")["businessId"] == "A-17"
 
 
-def test_89_without_business_key_sends_no_business_id() -> None:
-    assert "businessId" not in body_of("8.9")
+def test_89_without_a_business_key_sends_the_idempotency_key() -> None:
+    """The engine's uniqueness control then refuses a second active instance for the key."""
+    assert body_of("8.9")["businessId"] == KEY
+
+
+def test_89_a_key_longer_than_a_business_id_is_sent_as_its_tag() -> None:
+    key = "k" * 257
+    assert body_of("8.9", key=key)["businessId"] == key_tag(key)
+    assert body_of("8.9", key="k" * 256)["businessId"] == "k" * 256
 
 
 @pytest.mark.parametrize("value", ["", "x" * 257, 17])
@@ -794,3 +802,121 @@ def test_lookup_with_a_non_json_error_page_raises_a_job_error() -> None:
     responses.post(SEARCH, body="<html><h1>502 Bad Gateway</h1></html>", status=502)
     with pytest.raises(AmbiguousError):
         engine().lookup(job(), KEY)
+
+
+# ---------------------------------------------------------------- 8.9 business id clash (409)
+
+CLASH = problem(
+    409,
+    "ALREADY_EXISTS",
+    "Expected to create process instance with business id 'A-17', but an active instance "
+    "with this business id already exists",
+)
+HOLDER_SEARCH = {
+    "filter": {
+        "businessId": "A-17",
+        "state": "ACTIVE",
+        "parentProcessInstanceKey": {"$exists": False},
+        "processDefinitionId": "order-process",
+    }
+}
+
+
+def holder(instance: str, tags: list[str]) -> dict[str, Any]:
+    return {
+        "processInstanceKey": instance,
+        "processDefinitionId": "order-process",
+        "state": "ACTIVE",
+        "businessId": "A-17",
+        "tags": tags,
+    }
+
+
+def clash_then(*searches: dict[str, Any]) -> None:
+    responses.post(CREATE, json=CLASH, status=409, content_type="application/problem+json")
+    for found in searches:
+        responses.post(SEARCH, **found)
+
+
+@responses.activate
+def test_89_a_409_for_our_own_lost_attempt_is_that_instance() -> None:
+    clash_then({"json": {"items": [holder(INSTANCE, ["vip", key_tag(KEY)])]},
+                "match": search(HOLDER_SEARCH)})
+    started = engine("8.9").start(job(business_key="A-17"), KEY)
+    assert started.instance_id == INSTANCE
+    assert started.http_status == 409
+
+
+@responses.activate
+def test_89_a_409_for_another_instance_is_a_conflict_naming_it() -> None:
+    clash_then(
+        {"json": {"items": [holder("999", ["startproc:someone-else"])]},
+         "match": search(HOLDER_SEARCH)},
+        {"json": {"items": []}, "match": search({"filter": {"tags": [key_tag(KEY)]}})},
+    )
+    with pytest.raises(ConflictError) as caught:
+        engine("8.9").start(job(business_key="A-17"), KEY)
+    error = caught.value
+    assert error.existing_instance_id == "999"
+    assert error.http_status == 409 and error.engine_error == CLASH
+    assert "999" in error.message and "ALREADY_EXISTS" in error.message
+    info = error.as_error_info()
+    assert info["kind"] == "conflict" and info["existing_instance_id"] == "999"
+
+
+@responses.activate
+def test_89_our_instance_found_by_its_tag_beside_another_holder_is_ours() -> None:
+    """Ours completed before the other one started: the holder is not ours, ours exists."""
+    clash_then(
+        {"json": {"items": [holder("999", [])]}, "match": search(HOLDER_SEARCH)},
+        {"json": {"items": [{"processInstanceKey": INSTANCE, "state": "COMPLETED"}]},
+         "match": search({"filter": {"tags": [key_tag(KEY)]}})},
+    )
+    assert engine("8.9").start(job(business_key="A-17"), KEY).instance_id == INSTANCE
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        {"json": {"items": []}},  # completed meanwhile, or not searchable yet
+        {"json": problem(503, "RESOURCE_EXHAUSTED", "busy"), "status": 503},
+        {"body": refused(SEARCH)},
+        {"json": {"items": [{"state": "ACTIVE"}]}},
+    ],
+    ids=["no holder found", "search busy", "search unreachable", "holder without a key"],
+)
+@responses.activate
+def test_89_a_409_whose_holder_is_not_known_is_ambiguous(found: dict[str, Any]) -> None:
+    """Never re-sent blindly: the holder may be ours and complete before a resend."""
+    clash_then(found)
+    with pytest.raises(AmbiguousError, match="business id") as caught:
+        engine("8.9").start(job(business_key="A-17"), KEY)
+    assert caught.value.http_status == 409 and caught.value.engine_error == CLASH
+
+
+@responses.activate
+def test_89_holder_search_is_scoped_like_the_uniqueness() -> None:
+    """Per process definition and tenant, root instances only."""
+    expected = {
+        "filter": {
+            "businessId": "order-A-17",
+            "state": "ACTIVE",
+            "parentProcessInstanceKey": {"$exists": False},
+            "processDefinitionKey": "2251799813686749",
+            "tenantId": "acme",
+        }
+    }
+    clash_then({"json": {"items": [holder("7", [key_tag(KEY)])]}, "match": search(expected)})
+    options = {"business_id": "order-A-17", "process_definition_key": "2251799813686749"}
+    started = engine("8.9").start(job(tenant_id="acme", options=options), KEY)
+    assert started.instance_id == "7"
+
+
+@pytest.mark.parametrize("api_version", ["8.8", "8.6"])
+@responses.activate
+def test_409_before_89_stays_permanent_without_a_search(api_version: str) -> None:
+    responses.post(CREATE, json=CLASH, status=409)
+    with pytest.raises(PermanentError) as caught:
+        engine(api_version).start(job(business_key="A-17"), KEY)
+    assert type(caught.value) is PermanentError
+    assert [c.request.url for c in responses.calls] == [CREATE]

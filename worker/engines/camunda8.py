@@ -13,19 +13,35 @@ variable ``_startproc_key`` (8.6), so `lookup` can find an instance after an
 ambiguous outcome. ``operationReference`` is derived from the key too, but it
 neither deduplicates nor is searchable: it only ties the engine's records to
 the job.
+
+On 8.9 every start carries a ``businessId``: ``options.business_id``, else the
+business key, else the idempotency key itself (its tag when longer than the
+256 characters allowed). With the cluster's business id uniqueness control on,
+the engine refuses a second active root instance with that id (409) for the
+same process definition and tenant; the instance holding it is then looked up
+(search by ``businessId``): ours (it carries the key's tag) means a lost
+attempt landed and is the start; another one is a `ConflictError` naming it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import requests
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from worker.engines.base import KEY_VARIABLE, Engine, Options, StartRequest
-from worker.errors import AmbiguousError, InvalidJob, JobError, TransientError
+from worker.engines.base import KEY_VARIABLE, Engine, Options, Started, StartRequest
+from worker.errors import (
+    AmbiguousError,
+    ConflictError,
+    InvalidJob,
+    JobError,
+    PermanentError,
+    TransientError,
+)
 from worker.keys import int64_reference, short_hash
 from worker.models import Job
 
@@ -36,6 +52,7 @@ PROCESS_ID_89 = re.compile(r"^[^\W\d][\w\-.]*$")
 TENANT_ID = re.compile(r"^(<default>|[A-Za-z0-9_@.+-]{1,256})$")
 LONG_KEY = r"^-?[0-9]{1,24}$"
 MAX_TAGS = 10
+MAX_BUSINESS_ID = 256
 PATH = "/v2/process-instances"
 
 
@@ -114,7 +131,7 @@ class Camunda8(Engine):
         if opts.request_timeout is not None:
             body["requestTimeout"] = opts.request_timeout
         self._tags(body, opts, key)
-        self._business_id(body, job, opts)
+        self._business_id(body, job, opts, key)
         return StartRequest("POST", PATH, json=body)
 
     def _check_identifiers(self, job: Job, opts: Camunda8Options) -> None:
@@ -149,11 +166,13 @@ class Camunda8(Engine):
                 f"options.tags: needs api_version 8.8 or later (target has {self.version})"
             )
 
-    def _business_id(self, body: dict[str, Any], job: Job, opts: Camunda8Options) -> None:
+    def _business_id(
+        self, body: dict[str, Any], job: Job, opts: Camunda8Options, key: str
+    ) -> None:
+        """On 8.9 always one, so the engine's uniqueness control covers every start."""
         if self.version == "8.9":
-            business_id = opts.business_id or job.business_key
-            if business_id:
-                body["businessId"] = business_id
+            fallback = key if len(key) <= MAX_BUSINESS_ID else key_tag(key)
+            body["businessId"] = opts.business_id or job.business_key or fallback
         elif opts.business_id:
             raise InvalidJob(
                 f"options.business_id: needs api_version 8.9 (target has {self.version})"
@@ -185,17 +204,91 @@ class Camunda8(Engine):
     def lookup(self, job: Job, key: str) -> str | None:
         """Search by the key's tag (8.8+) or variable (8.6). Eventually consistent."""
         if self.uses_tags:
-            search: dict[str, Any] = {"filter": {"tags": [key_tag(key)]}}
+            criteria: dict[str, Any] = {"tags": [key_tag(key)]}
         else:
             value = json.dumps(key)
-            search = {"filter": {"variables": [{"name": KEY_VARIABLE, "value": value}]}}
-        body = self.fetch(StartRequest("POST", f"{PATH}/search", json=search))
-        if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+            criteria = {"variables": [{"name": KEY_VARIABLE, "value": value}]}
+        found = self._first(criteria)
+        return _instance_key(found) if found is not None else None
+
+    def execute(
+        self,
+        request: StartRequest,
+        prepared: requests.PreparedRequest | None = None,
+        before_send: Callable[[], None] | None = None,
+    ) -> Started:
+        """`Engine.execute`; on 8.9 a 409 (business id in use) is resolved to whose it is."""
+        try:
+            return super().execute(request, prepared, before_send)
+        except PermanentError as exc:
+            body = request.json
+            if exc.http_status != 409 or self.version != "8.9" or "businessId" not in body:
+                raise
+            return self._business_id_holder(body, exc)
+
+    def _business_id_holder(self, body: dict[str, Any], clash: PermanentError) -> Started:
+        """The engine refused a second active instance with our business id: whose is it?
+
+        Ours (it carries the key's tag): a lost attempt landed, and it is the
+        start. Another one: a conflict naming it, unless ours turns up by its
+        tag (it completed before the other began). Not found, or the search
+        failed: ambiguous, so the key is reconciled later, never re-sent
+        blindly (the holder may be ours and complete before a resend).
+        """
+        business_id = body["businessId"]
+        tag = body["tags"][-1]  # `_tags` puts the key's tag last
+        criteria: dict[str, Any] = {
+            "businessId": business_id,
+            "state": "ACTIVE",
+            "parentProcessInstanceKey": {"$exists": False},  # root instances only
+        }
+        criteria.update(
+            {k: body[k] for k in ("processDefinitionId", "processDefinitionKey", "tenantId")
+             if k in body}
+        )
+        try:
+            holder = self._first(criteria)
+            if holder is not None and tag in (holder.get("tags") or []):
+                return Started(_instance_key(holder), 409, holder)
+            ours = self._first({"tags": [tag]})
+            if ours is not None:
+                return Started(_instance_key(ours), 409, ours)
+            existing = _instance_key(holder) if holder is not None else None
+        except (JobError, KeyError, TypeError) as exc:
+            reason = exc.message if isinstance(exc, JobError) else "no instance key in the answer"
+            raise AmbiguousError(
+                f"{clash.message}; looking up the instance holding business id "
+                f"{business_id!r} failed ({reason}): it may be ours",
+                http_status=409,
+                engine_error=clash.engine_error,
+            ) from None
+        if existing is None:
+            raise AmbiguousError(
+                f"{clash.message}; no active instance with business id {business_id!r} "
+                "found (completed since, or not searchable yet): it may be ours",
+                http_status=409,
+                engine_error=clash.engine_error,
+            )
+        raise ConflictError(
+            f"{clash.message} (held by instance {existing})",
+            http_status=409,
+            engine_error=clash.engine_error,
+            existing_instance_id=existing,
+        )
+
+    def _first(self, criteria: dict[str, Any]) -> dict[str, Any] | None:
+        """The first instance a search with this filter finds, or None."""
+        body = self.fetch(StartRequest("POST", f"{PATH}/search", json={"filter": criteria}))
+        items = body.get("items", []) if isinstance(body, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise AmbiguousError(
                 "camunda8 search answered without a list of items", engine_error=body
             )
-        items = body.get("items") or []
-        return str(items[0]["processInstanceKey"]) if items else None
+        return items[0] if items else None
+
+
+def _instance_key(item: dict[str, Any]) -> str:
+    return str(item["processInstanceKey"])
 
 
 def _exhausted(body: Any) -> bool:
