@@ -71,6 +71,9 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
     def readinto(self, buffer: Any) -> int | None:
         left = self._deadline - monotonic()
         if left <= 0:

@@ -21,6 +21,8 @@ the engine refuses a second active root instance with that id (409) for the
 same process definition and tenant; the instance holding it is then looked up
 (search by ``businessId``): ours (it carries the key's tag) means a lost
 attempt landed and is the start; another one is a `ConflictError` naming it.
+Assumption (the spec is silent): ``parentProcessInstanceKey: {"$exists":
+false}`` selects root instances, whose parent key is null.
 """
 
 from __future__ import annotations
