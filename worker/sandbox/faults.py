@@ -7,6 +7,10 @@ Two sources, scripted first:
   ``{"drop": "after_commit"}``, ``{"latency_ms": 1500}`` (a slow but successful
   start, for client timeouts), with optional ``code`` (C7 ``ExceptionDto.code``),
   ``title`` (C8 problem title), ``message`` and ``body`` (a verbatim JSON body).
+  ``"on": "lookup"`` aims an entry at the next *lookup* request instead (the
+  searches a worker reconciles with: C8 search, C7 instance and variable
+  queries, PM4 request list), e.g. ``{"status": 403, "on": "lookup"}`` for a
+  start-only role; start and lookup entries are consumed independently.
 * ``configure(...)`` — standing knobs: ``latency_ms`` before every start,
   ``error_rate`` (the engine's transient error, or ``error_status``),
   ``drop_after_commit_rate`` (drawn from a seeded RNG, so a run is
@@ -27,9 +31,11 @@ from typing import Any, Literal
 from worker.sandbox.web import JsonDict
 
 DropPoint = Literal["before_commit", "after_commit"]
+RequestKind = Literal["start", "lookup"]
 _DROP_POINTS = ("before_commit", "after_commit")
+_REQUEST_KINDS = ("start", "lookup")
 _SCRIPT_KEYS = frozenset({"status", "retry_after", "drop", "latency_ms", "code", "title",
-                          "message", "body"})
+                          "message", "body", "on"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class Fault:
     title: str | None = None
     message: str | None = None
     body: Any = None
+    on: RequestKind = "start"
 
     @classmethod
     def from_spec(cls, spec: JsonDict) -> Fault:
@@ -65,6 +72,9 @@ class Fault:
             raise ValueError(f"a fault needs status, drop or latency_ms: {spec!r}")
         if status is not None and drop is not None:
             raise ValueError("a fault is either a status or a drop, not both")
+        on = spec.get("on", "start")
+        if on not in _REQUEST_KINDS:
+            raise ValueError(f"on must be one of {_REQUEST_KINDS}, not {on!r}")
         retry_after = spec.get("retry_after")
         return cls(
             error=status is not None,
@@ -76,6 +86,7 @@ class Fault:
             title=spec.get("title"),
             message=spec.get("message"),
             body=spec.get("body"),
+            on=on,
         )
 
 
@@ -156,13 +167,17 @@ class FaultKnobs:
             self._count("latency")
             time.sleep(delay / 1000.0)
 
-    def next_fault(self) -> Fault | None:
-        """The fault for this start request: the next scripted one, else a random draw."""
+    def next_fault(self, on: RequestKind = "start") -> Fault | None:
+        """The fault for this request: the next scripted one for its kind, else (a start) a draw.
+
+        The standing knobs apply to start requests only.
+        """
         with self._lock:
-            if self._script:
-                fault: Fault | None = self._script.pop(0)
+            index = next((i for i, f in enumerate(self._script) if f.on == on), None)
+            if index is not None:
+                fault: Fault | None = self._script.pop(index)
             else:
-                fault = self._draw()
+                fault = self._draw() if on == "start" else None
         if fault is not None:
             self._count(_kind(fault))
         return fault

@@ -105,6 +105,7 @@ class RequestCounters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._routes: Counter[str] = Counter()
         self._kinds: Counter[str] = Counter()
 
@@ -113,15 +114,26 @@ class RequestCounters:
             self._routes[f"{method} {template}"] += 1
 
     def kind(self, name: str) -> None:
-        """Count one request of a kind: ``start``, ``token``, ``unauthorized``, …"""
-        with self._lock:
+        """Count one request of a kind: ``start``, ``lookup``, ``token``, ``unauthorized``, …"""
+        with self._changed:
             self._kinds[name] += 1
+            self._changed.notify_all()
+
+    def wait_for(self, name: str, count: int, timeout: float) -> bool:
+        """Block until ``count`` requests of kind ``name`` arrived; False on timeout.
+
+        A request is counted when it arrives, before any latency fault: a test
+        can act while the engine is still working on it.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self._kinds[name] >= count, timeout)
 
     def snapshot(self) -> JsonDict:
         with self._lock:
             return {
                 "requests": dict(self._routes),
                 "start_requests": self._kinds["start"],
+                "lookup_requests": self._kinds["lookup"],
                 "token_requests": self._kinds["token"],
                 "unauthorized": self._kinds["unauthorized"],
             }
