@@ -213,3 +213,57 @@ def test_a_takeover_says_why_it_must_reconcile_and_how_long_ago_the_send_was(
     ledger.finish("t", "amb", c.fence, "AMBIGUOUS")
     lost = ledger.claim("t", "amb", "fp", "job-2")
     assert lost.maybe_sent and not lost.holder_died and 0.0 <= lost.since_send < 5.0
+
+
+def test_a_success_is_recorded_when_the_entry_was_lost(redis_client: redis.Redis) -> None:
+    """Redis lost the claim (failover to a lagging replica, an AOF tail, an OOM restart)
+    while the holder's start was in flight: its success rebuilds the entry."""
+    ledger = make(redis_client)
+    holder = ledger.claim("t", "k", "fp", "job-1", send=True)
+    redis_client.delete("startproc:ledger:t:k")
+    assert ledger.finish(
+        "t", "k", holder.fence, "SUCCEEDED", "inst-1", fingerprint="fp", job_id="job-1", attempts=1
+    )
+    again = ledger.claim("t", "k", "fp", "job-2")
+    assert again.status == "duplicate" and again.instance_id == "inst-1"
+    assert again.other_job_id == "job-1" and again.attempts == 1
+    assert ledger.claim("t", "k", "other-fp", "job-3").status == "conflict"
+    assert 0 < redis_client.ttl("startproc:ledger:t:k") <= 86400
+
+
+def test_a_success_outranks_a_claim_made_after_the_loss(redis_client: redis.Redis) -> None:
+    """The fence counter was lost too: a new claim got a lower fence than the holder's.
+    Only a higher fence means someone took the key over from this holder."""
+    ledger = make(redis_client)
+    ledger.claim("t", "k", "fp", "job-1")
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)
+    holder = ledger.claim("t", "k", "fp", "job-1", send=True)  # a takeover: fence 2
+    redis_client.delete("startproc:ledger:t:k")
+    late = ledger.claim("t", "k", "fp", "job-2")  # after the loss: fence 1, not sent yet
+    assert late.status == "claimed" and late.fence < holder.fence
+    assert ledger.finish(
+        "t", "k", holder.fence, "SUCCEEDED", "inst-1", fingerprint="fp", job_id="job-1"
+    )
+    assert ledger.mark_sending("t", "k", late.fence) is None  # so it never sends
+    assert ledger.claim("t", "k", "fp", "job-3").instance_id == "inst-1"
+
+
+def test_a_higher_fence_still_refuses_a_stale_success(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    old = ledger.claim("t", "k", "fp", "job-1", send=True)
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)
+    new = ledger.claim("t", "k", "fp", "job-1")
+    assert not ledger.finish(
+        "t", "k", old.fence, "SUCCEEDED", "stale", fingerprint="fp", job_id="job-1"
+    )
+    assert ledger.get("t", "k")["state"] == "IN_FLIGHT"
+    assert ledger.get("t", "k")["fence"] == str(new.fence)
+
+
+def test_a_decided_key_is_never_marked_for_sending(redis_client: redis.Redis) -> None:
+    """After a loss two holders can share a fence number; a decided key stops both."""
+    ledger = make(redis_client)
+    claim = ledger.claim("t", "k", "fp", "job-1")
+    assert ledger.finish("t", "k", claim.fence, "SUCCEEDED", "inst-1")
+    assert ledger.mark_sending("t", "k", claim.fence) is None
+    assert ledger.get("t", "k")["state"] == "SUCCEEDED"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
-from worker.keys import fingerprint
+from worker.keys import fingerprint, ledger_key
 from worker.models import Job
 from worker.results import results_queue
 from worker.runtime import Runtime, build_runtime
@@ -364,4 +365,44 @@ def test_a_fresh_lost_answer_is_looked_up_for_the_whole_window(
     assert isinstance(run(rt, job, job_id="fresh"), RetryLater)
     assert run(rt, job, job_id="fresh", retries=1).status == "created"
     assert naps, "the lookup should have been repeated within the window"
+    assert app.count() == 1
+
+
+def test_a_ledger_entry_lost_while_the_start_is_in_flight_keeps_its_success(
+    rt: Runtime, sandbox: SandboxServer, redis_client: Any
+) -> None:
+    """Redis lost the claim (failover to a lagging replica, the last second of an
+    ``everysec`` AOF, an OOM restart) while the engine was creating the instance: the
+    success is recorded all the same, so the next job with the key is a duplicate."""
+    app = sandbox.app("camunda8")
+    app.faults.script([{"latency_ms": 1500}])
+    job = {**C8_JOB, "idempotency_key": "lost-entry"}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(run, rt, job, "job-1")
+        assert app.wait_for_start_requests(1, timeout=10)
+        assert redis_client.delete(ledger_key("camunda8", "lost-entry")) == 1
+        assert app.count() == 0, "the entry must be lost before the engine answers"
+        created = first.result(timeout=30)
+    assert created.status == "created"
+    second = run(rt, job, "job-2")
+    assert second.status == "duplicate" and second.instance_id == created.instance_id
+    assert app.count() == 1
+
+
+def test_a_ledger_entry_lost_before_an_ambiguous_answer_is_still_reconciled(
+    rt: Runtime, sandbox: SandboxServer, redis_client: Any
+) -> None:
+    """The same loss, and the answer is lost too: the AMBIGUOUS outcome rebuilds the
+    entry, so the retry looks the instance up instead of starting a fresh key."""
+    app = sandbox.app("camunda8")
+    app.faults.script([{"drop": "after_commit", "latency_ms": 1500}])
+    job = {**C8_JOB, "idempotency_key": "lost-then-dropped"}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(run, rt, job, "job-1")
+        assert app.wait_for_start_requests(1, timeout=10)
+        assert redis_client.delete(ledger_key("camunda8", "lost-then-dropped")) == 1
+        assert app.count() == 0, "the entry must be lost before the engine answers"
+        assert isinstance(first.result(timeout=30), RetryLater)
+    result = run(rt, job, "job-1", retries=1)
+    assert result.status == "created" and result.instance_id == app.instances[0]["id"]
     assert app.count() == 1

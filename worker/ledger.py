@@ -5,7 +5,8 @@ One Redis hash per (target, idempotency key)::
     state        IN_FLIGHT -> SUCCEEDED | FAILED | AMBIGUOUS | RELEASED
     fingerprint  hash of the normalised payload (same key, other payload = conflict)
     job_id       the job that claimed it last; instance_id once SUCCEEDED
-    fence        grows on every claim; a holder with an older fence can't write
+    fence        grows on every claim; a holder with an older fence can't write (an
+                 entry Redis lost is rebuilt by its holder's outcome, see `finish`)
     lease_until  ms epoch (Redis server time); an IN_FLIGHT entry past it belongs
                  to a dead worker
     sent_fence   the fence of the last holder that was about to send; cleared only
@@ -87,7 +88,8 @@ return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since
 
 _MARK_SENDING = _NOW_MS + """
 local h = KEYS[1]
-if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
+local f = redis.call('HMGET', h, 'fence', 'state')
+if f[1] ~= ARGV[1] or f[2] ~= 'IN_FLIGHT' then return 0 end
 redis.call('HSET', h, 'sent_fence', ARGV[1], 'lease_until', now + tonumber(ARGV[2]),
            'updated_at', now)
 return redis.call('HINCRBY', h, 'attempts', 1)
@@ -95,10 +97,24 @@ return redis.call('HINCRBY', h, 'attempts', 1)
 
 _FINISH = _NOW_MS + """
 local h = KEYS[1]
-if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
-redis.call('HSET', h, 'state', ARGV[2], 'instance_id', ARGV[3], 'updated_at', now,
+local fence, state, fp = ARGV[1], ARGV[2], ARGV[5]
+local stored = redis.call('HGET', h, 'fence')
+if stored ~= fence then
+  -- Only a higher fence means another holder took the key over. No entry, or a lower
+  -- fence (a claim made after Redis lost the entry), means Redis lost what this holder
+  -- wrote: rebuild the entry from what it knows, a success over such a claim too.
+  local lost = not stored or (state == 'SUCCEEDED' and tonumber(stored) < tonumber(fence))
+  if fp == '' or not lost then return 0 end
+  redis.call('HSET', h, 'fingerprint', fp, 'job_id', ARGV[6], 'fence', fence,
+             'sent_fence', fence)
+  redis.call('HSETNX', h, 'created_at', now)
+  if tonumber(redis.call('HGET', h, 'attempts') or 0) < tonumber(ARGV[7]) then
+    redis.call('HSET', h, 'attempts', ARGV[7])
+  end
+end
+redis.call('HSET', h, 'state', state, 'instance_id', ARGV[3], 'updated_at', now,
            'lease_until', 0)
-if ARGV[2] == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
+if state == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
 redis.call('EXPIRE', h, tonumber(ARGV[4]))
 return 1
 """
@@ -163,24 +179,65 @@ class Ledger:
         )
 
     def mark_sending(self, target: str, key: str, fence: int) -> int | None:
-        """Record that this holder is about to send; extends the lease. None if fenced out."""
+        """Record that this holder is about to send; extends the lease.
+
+        None if fenced out, or if the key is no longer in flight: after Redis lost
+        an entry two holders can share a fence number, and a key another holder
+        already decided must not be sent again.
+        """
         attempts = self._mark(keys=[ledger_key(target, key)], args=[fence, self.lease_ms])
         return int(attempts) or None
 
     def finish(
-        self, target: str, key: str, fence: int, state: FinalState, instance_id: str = ""
+        self,
+        target: str,
+        key: str,
+        fence: int,
+        state: FinalState,
+        instance_id: str = "",
+        *,
+        fingerprint: str = "",
+        job_id: str = "",
+        attempts: int = 0,
     ) -> bool:
-        """Write the outcome if this holder still owns the key; False for a stale holder."""
-        return bool(self.finish_call(target, key, fence, state, instance_id).run())
+        """Write the outcome if this holder still owns the key; False for a stale holder.
+
+        A holder owns the key unless a *higher* fence took it over. When Redis
+        lost the entry (failover to a lagging replica, an AOF tail, a restart),
+        the outcome rebuilds it from ``fingerprint``, ``job_id`` and ``attempts``,
+        and a success also replaces a lower-fenced claim made after the loss:
+        a success dropped there would let the next job start a second instance.
+        Without a ``fingerprint`` a lost entry is left alone.
+        """
+        call = self.finish_call(
+            target,
+            key,
+            fence,
+            state,
+            instance_id,
+            fingerprint=fingerprint,
+            job_id=job_id,
+            attempts=attempts,
+        )
+        return bool(call.run())
 
     def finish_call(
-        self, target: str, key: str, fence: int, state: FinalState, instance_id: str = ""
+        self,
+        target: str,
+        key: str,
+        fence: int,
+        state: FinalState,
+        instance_id: str = "",
+        *,
+        fingerprint: str = "",
+        job_id: str = "",
+        attempts: int = 0,
     ) -> ScriptCall:
         """`finish` as a script call, to send in a `Batch` with other steps (its answer: 0/1)."""
         return ScriptCall(
             self._finish,
             [ledger_key(target, key)],
-            [fence, state, instance_id, self.ttl],
+            [fence, state, instance_id, self.ttl, fingerprint, job_id, attempts],
         )
 
     def get(self, target: str, key: str) -> dict[str, str]:

@@ -225,6 +225,7 @@ class _Run:
     engine: Engine | None = None
     fence: int = 0
     attempts: int = 0
+    fingerprint: str = ""
     premarked: bool = False
     """The claim already marked the first send (a new key, no rate limit to wait for)."""
 
@@ -237,6 +238,7 @@ class _Run:
             business_key=self.job.business_key,
             job_id=self.job_id,
         )
+        self.fingerprint = fingerprint(self.job.payload())
         self.log = log.bind(job_id=self.job_id, target=self.job.target, key=self.key)
 
     # ---- the path
@@ -271,7 +273,7 @@ class _Run:
 
     def _claim(self) -> Claim:
         svc = self.service
-        fp = fingerprint(self.job.payload())
+        fp = self.fingerprint
         # With a rate limit the send may wait for a token, so it is marked only then.
         send = not svc.targets[self.job.target].rate_limit
         deadline = time.monotonic() + svc.busy_wait
@@ -382,12 +384,23 @@ class _Run:
         return RetryLater(countdown, exc.message)
 
     def _ledger(self, state: FinalState, instance_id: str = "") -> bool:
-        return self.service.ledger.finish(self.job.target, self.key, self.fence, state, instance_id)
+        return bool(self._finish_call(state, instance_id).run())
+
+    def _finish_call(self, state: FinalState, instance_id: str = "") -> ScriptCall:
+        """The ledger's final write, with what it needs to rebuild an entry Redis lost."""
+        return self.service.ledger.finish_call(
+            self.job.target,
+            self.key,
+            self.fence,
+            state,
+            instance_id,
+            fingerprint=self.fingerprint,
+            job_id=self.job_id,
+            attempts=self.attempts,
+        )
 
     def _created(self, instance_id: str) -> Outcome:
-        finish = self.service.ledger.finish_call(
-            self.job.target, self.key, self.fence, "SUCCEEDED", instance_id
-        )
+        finish = self._finish_call("SUCCEEDED", instance_id)
         result = self._result("created", instance_id=instance_id)
         return self.service._done(result, ledger_step=finish)
 

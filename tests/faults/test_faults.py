@@ -10,9 +10,11 @@ import time
 from email.utils import formatdate
 
 import pytest
+import redis
 
 import worker
 from tests.faults.conftest import FaultStack, assert_clean, children
+from worker.keys import ledger_key
 
 C8 = {"target": "orders", "process": "order-process"}
 
@@ -152,6 +154,27 @@ def test_same_key_50_times_across_two_workers(faults: FaultStack) -> None:
     assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 1 and verdict.duplicates == 49
     assert faults.sandbox.app("camunda8").count() == 1
+
+
+def test_ledger_entries_lost_while_their_starts_are_in_flight(faults: FaultStack) -> None:
+    """Redis loses the claims (a failover to a lagging replica, an AOF tail, an OOM
+    restart) while the engine creates the instances: the successes rebuild the entries,
+    so the same keys enqueued again are duplicates, not second instances."""
+    faults.start_worker(pool="threads", concurrency=4)
+    app = faults.sandbox.app("camunda8")
+    app.faults.script([{"latency_ms": 1500}] * 3)  # under the targets' 2 s timeout
+    jobs = c8_jobs(3, "lost-entry")
+    first = worker.enqueue_many(jobs)
+    assert app.wait_for_start_requests(3, timeout=30)
+    client = redis.Redis.from_url(faults.redis_url)
+    assert client.delete(*(ledger_key("orders", f"lost-entry-{i}") for i in range(3))) == 3
+    assert app.count() == 0, "the entries must be lost before the engine answers"
+    assert all(faults.results(first).values())
+    again = worker.enqueue_many(jobs)
+    verdict = faults.verify("ledger entries lost mid-start", first + again)
+    assert_clean(verdict, faults.logs(), faults.workdir)
+    assert verdict.created == 3 and verdict.duplicates == 3
+    assert app.count() == 3
 
 
 def test_same_key_different_payload_is_a_conflict(faults: FaultStack) -> None:
