@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from tests.support.redis_proxy import ReplyDropper
 from worker.ledger import Ledger
 
 
@@ -267,3 +268,39 @@ def test_a_decided_key_is_never_marked_for_sending(redis_client: redis.Redis) ->
     assert ledger.finish("t", "k", claim.fence, "SUCCEEDED", "inst-1")
     assert ledger.mark_sending("t", "k", claim.fence) is None
     assert ledger.get("t", "k")["state"] == "SUCCEEDED"
+
+
+def test_a_claim_resent_by_redis_py_after_a_timeout_still_belongs_to_its_holder(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The claim ran, its answer was lost, and redis-py's automatic retry (the worker's
+    client settings) ran it again: the holder must get its claim, not "busy" from its
+    own lease (a wait, then a takeover; for Blueworks and TAS a dead letter)."""
+    from worker.connections import redis_client as worker_client
+
+    probe = make(redis_client)
+    redis_client.script_load(probe._claim.script)  # the first run must really run
+    with ReplyDropper(redis_url) as proxy:
+        client = worker_client(proxy.url)
+        client.connection_pool.connection_kwargs["socket_timeout"] = 0.5
+        proxy.drop_reply_to(probe._claim.sha.encode())
+        claim = make(client).claim("t", "k", "fp", "job-1", send=True)
+        client.close()
+    assert proxy.dropped.is_set() and proxy.dropped_reply.startswith(b"*")  # it had run
+    assert claim.status == "claimed" and claim.fence == 1 and claim.sending
+    entry = probe.get("t", "k")
+    assert entry["fence"] == "1" and entry["attempts"] == "1"
+    assert probe.claim("t", "k", "fp", "job-2").status == "busy"  # the lease is the holder's
+
+
+def test_a_repeated_takeover_claim_gives_the_first_answer_again(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # the holder died after sending
+    takeover = ledger.claim("t", "k", "fp", "job-1", holder="h-2")
+    again = ledger.claim("t", "k", "fp", "job-1", holder="h-2")
+    assert takeover.maybe_sent and takeover.holder_died and takeover.fence == first.fence + 1
+    assert again == takeover
+    assert ledger.claim("t", "k", "fp", "job-1", holder="h-3").status == "busy"

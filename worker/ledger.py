@@ -13,6 +13,10 @@ One Redis hash per (target, idempotency key)::
                  when a send is known not to have created anything (RELEASED), so a
                  takeover knows whether any earlier holder may have created an instance
     attempts     start requests sent for this key
+    holder       a token of the claim call that holds the key, and ``claim_reply``
+                 its answer: redis-py resends a command whose answer was lost
+                 (a timeout), and the resent claim must get the same answer, not
+                 "busy" from its own lease
 
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
@@ -25,6 +29,7 @@ cannot end a live holder's lease early. The interface (`claim`, `mark_sending`,
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,21 +50,29 @@ _CLAIM = _NOW_MS + """
 local h = KEYS[1]
 local fp, job = ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local send = ARGV[5] == '1'
-local state = redis.call('HGET', h, 'state')
+local send, holder = ARGV[5] == '1', ARGV[6]
+local s = redis.call('HMGET', h, 'state', 'holder', 'claim_reply')
+local state = s[1]
+if state == 'IN_FLIGHT' and s[2] == holder then
+  -- this very call again (redis-py resends a command whose answer was lost): same answer
+  return cjson.decode(s[3])
+end
+local function claimed(reply)
+  redis.call('HSET', h, 'holder', holder, 'claim_reply', cjson.encode(reply))
+  redis.call('EXPIRE', h, ttl)
+  return reply
+end
 if not state then
   if send then
     -- a fresh key: claimed and marked as being sent in one step
     redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
                'lease_until', now + lease, 'attempts', 1, 'sent_fence', 1, 'created_at', now,
                'updated_at', now)
-    redis.call('EXPIRE', h, ttl)
-    return {'claimed', 1, '', '', 0, 1, 0}
+    return claimed({'claimed', 1, '', '', 0, 1, 0})
   end
   redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
              'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now)
-  redis.call('EXPIRE', h, ttl)
-  return {'claimed', 1, '', '', 0, 0, 0}
+  return claimed({'claimed', 1, '', '', 0, 0, 0})
 end
 local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
                      'sent_fence', 'attempts', 'updated_at')
@@ -82,8 +95,7 @@ local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
 local fence = redis.call('HINCRBY', h, 'fence', 1)
 redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
            'updated_at', now)
-redis.call('EXPIRE', h, ttl)
-return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since}
+return claimed({'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since})
 """
 
 _MARK_SENDING = _NOW_MS + """
@@ -152,16 +164,31 @@ class Ledger:
         self._finish = client.register_script(_FINISH)
 
     def claim(
-        self, target: str, key: str, fingerprint: str, job_id: str, send: bool = False
+        self,
+        target: str,
+        key: str,
+        fingerprint: str,
+        job_id: str,
+        send: bool = False,
+        holder: str | None = None,
     ) -> Claim:
         """Ask for the key. ``send``: a key nobody had is also marked as being sent.
 
         That saves `mark_sending`'s round trip for the common first attempt;
-        the caller then checks `Claim.sending` and skips it once.
+        the caller then checks `Claim.sending` and skips it once. ``holder``
+        identifies this call (a fresh token by default), so the client library
+        may safely resend it after a timeout.
         """
         raw = self._claim(
             keys=[ledger_key(target, key)],
-            args=[fingerprint, job_id, self.lease_ms, self.ttl, "1" if send else "0"],
+            args=[
+                fingerprint,
+                job_id,
+                self.lease_ms,
+                self.ttl,
+                "1" if send else "0",
+                holder or uuid.uuid4().hex,
+            ],
         )
         status, fence, other, instance, extra, attempts, since = raw
         if status == "busy":
