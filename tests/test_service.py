@@ -406,3 +406,64 @@ def test_a_ledger_entry_lost_before_an_ambiguous_answer_is_still_reconciled(
     result = run(rt, job, "job-1", retries=1)
     assert result.status == "created" and result.instance_id == app.instances[0]["id"]
     assert app.count() == 1
+
+
+DROPPED = {"drop": "after_commit"}
+
+
+@pytest.mark.parametrize("job", LOOKUP_JOBS, ids=lambda j: f"{j['target']}-{j.get('business_key')}")
+def test_a_lookup_answering_503_once_is_retried_like_a_start(
+    rt: Runtime, sandbox: SandboxServer, job: dict[str, Any]
+) -> None:
+    app = sandbox.app(job["target"])
+    app.faults.script([DROPPED, {"status": 503, "on": "lookup"}])
+    assert isinstance(run(rt, job), RetryLater)
+    result = run(rt, job, retries=1)
+    assert result.status == "created", result.error
+    assert result.instance_id == app.instances[0]["id"]
+    assert app.count() == 1
+
+
+def test_a_lookups_retry_after_sets_the_countdown(rt: Runtime, sandbox: SandboxServer) -> None:
+    app = sandbox.app("camunda8")
+    app.faults.script([DROPPED, {"status": 503, "retry_after": "30", "on": "lookup"}])
+    assert isinstance(run(rt, C8_JOB), RetryLater)
+    later = run(rt, C8_JOB, retries=1)
+    assert isinstance(later, RetryLater) and later.countdown >= 30
+    assert run(rt, C8_JOB, retries=2).status == "created"
+    assert app.count() == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("target", ["camunda8", "processmaker4"])
+def test_a_lookup_refused_for_good_ends_ambiguous_in_the_dlq(
+    rt: Runtime, sandbox: SandboxServer, status: int, target: str
+) -> None:
+    """A start-only role may create instances but not search them: whether the lost
+    attempt created one is for a person to check, never a "permanent" failure."""
+    job = next(j for j in LOOKUP_JOBS if j["target"] == target)
+    app = sandbox.app(target)
+    app.faults.script([DROPPED, {"status": status, "on": "lookup"}])
+    assert isinstance(run(rt, job), RetryLater)
+    result = run(rt, job, retries=1)
+    assert result.status == "failed" and result.error.kind == "ambiguous"
+    assert result.error.http_status == status
+    assert "earlier attempt" in result.error.message
+    assert rt.dead_letters.get("job-1")["reason"] == "ambiguous"
+    assert app.count() == 1
+
+
+def test_a_lookup_that_keeps_failing_exhausts_as_ambiguous(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    app = sandbox.app("camunda8")
+    attempts = rt.service.policy.attempts
+    app.faults.script([DROPPED] + [{"status": 503, "on": "lookup"}] * (2 * attempts))
+    assert isinstance(run(rt, C8_JOB), RetryLater)
+    assert isinstance(run(rt, C8_JOB, retries=1), RetryLater)
+    final = run(rt, C8_JOB, retries=2)
+    assert final.status == "failed" and final.error.kind == "ambiguous"
+    assert final.error.http_status == 503
+    assert rt.dead_letters.get("job-1")["reason"] == "ambiguous"
+    assert app.stats()["lookup_requests"] == 2 * attempts
+    assert rt.service.ledger.get("camunda8", "job:job-1")["state"] == "AMBIGUOUS"

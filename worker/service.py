@@ -34,6 +34,7 @@ from worker.errors import (
     ConflictError,
     InvalidJob,
     JobError,
+    PermanentError,
     TransientError,
 )
 from worker.failpoints import failpoint
@@ -266,7 +267,10 @@ class _Run:
         self.attempts = claim.attempts
         self.premarked = claim.sending
         if claim.maybe_sent:
-            found = self._reconcile(claim)
+            try:
+                found = self._reconcile(claim)
+            except (TransientError, PermanentError) as exc:
+                return self._unresolved(exc)
             if found is not None:
                 return self._created(found)
         return self._send(request)
@@ -310,12 +314,52 @@ class _Run:
         delay = 0.1
         failpoint("while_reconciling", self.job_id, self.job.process_id)
         while True:
-            found = self.engine.lookup(self.job, self.key)
+            found = self._look_up()
             if found is not None or time.monotonic() + delay > deadline:
                 self.log.info("job.reconciled", found=found)
                 return found
             self.service.sleep(delay)  # search is eventually consistent (C8)
             delay = min(delay * 2, 2.0)
+
+    def _look_up(self) -> str | None:
+        """One lookup with the starts' in-call retries.
+
+        A lookup only reads, so an answer lost on the way back (a timeout, a
+        502) is as safe to repeat as a 503: it retries as transient.
+        """
+        engine = self.engine
+        assert engine is not None
+
+        def attempt() -> str | None:
+            try:
+                return engine.lookup(self.job, self.key)
+            except AmbiguousError as exc:
+                raise TransientError(
+                    exc.message, http_status=exc.http_status, engine_error=exc.engine_error
+                ) from None
+
+        def on_retry(error: TransientError) -> None:
+            self.log.info("job.lookup_retry", error=error.message, http_status=error.http_status)
+
+        return self.service.policy.call(attempt, on_retry)
+
+    def _unresolved(self, exc: TransientError | PermanentError) -> Outcome:
+        """The lookup could not be done, so an earlier attempt stays unresolved: ambiguous.
+
+        Never ``permanent``: an instance may exist. The ledger keeps the key
+        ambiguous, so whoever comes next looks it up first. A lookup that may
+        work later (503, a timeout) retries like a start; one refused for good
+        (a start-only role: 401/403) goes to a person at once.
+        """
+        self._ledger("AMBIGUOUS")
+        error = AmbiguousError(
+            f"could not check whether an earlier attempt created the instance: {exc.message}",
+            http_status=exc.http_status,
+            engine_error=exc.engine_error,
+        )
+        if isinstance(exc, PermanentError):
+            return self.fail(error)
+        return self._later(error, retry_after=exc.retry_after)
 
     def _send(self, request: StartRequest) -> Outcome:
         svc = self.service
@@ -374,11 +418,11 @@ class _Run:
 
     # ---- outcomes
 
-    def _later(self, exc: JobError) -> Outcome:
+    def _later(self, exc: JobError, retry_after: float | None = None) -> Outcome:
         policy = self.service.policy
         if self.delivery.retries >= policy.task_max_retries:
             return self.fail(exc, exhausted=True)
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else retry_after
         countdown = policy.countdown(self.delivery.retries, retry_after)
         self.log.info("job.retry_later", countdown=round(countdown, 3), error=exc.message)
         return RetryLater(countdown, exc.message)

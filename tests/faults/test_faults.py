@@ -128,6 +128,45 @@ def test_commit_then_dropped_connection_is_reconciled(
     assert verdict.created == 10 and app.count() == 10
 
 
+@pytest.mark.parametrize(
+    ("target", "process", "options"),
+    [
+        ("orders", "order-process", {}),
+        ("invoices", "invoice", {}),
+        ("onboarding", "1", {"event": "node_1"}),
+    ],
+)
+def test_lookups_failing_while_reconciling_are_retried(
+    faults: FaultStack, target: str, process: str, options: dict[str, str]
+) -> None:
+    """Answers lost after commit, then the lookups that reconcile them answer 503 (with
+    Retry-After), 502 or drop: they retry like starts, and nothing starts twice."""
+    faults.start_worker(pool="threads", concurrency=2)
+    engine = {"orders": "camunda8", "invoices": "camunda7", "onboarding": "processmaker4"}[target]
+    app = faults.sandbox.app(engine)
+    lookup_faults = [
+        {"status": 503, "retry_after": "1", "on": "lookup"},
+        {"status": 502, "on": "lookup"},
+        {"drop": "before_commit", "on": "lookup"},
+    ]
+    app.faults.script([{"drop": "after_commit"}] * 5 + lookup_faults * 4)
+    jobs = [
+        {
+            "target": target,
+            "process": process,
+            "variables": {"n": i},
+            "options": options,
+            "idempotency_key": f"lookup-{i}",
+        }
+        for i in range(10)
+    ]
+    ids = worker.enqueue_many(jobs)
+    verdict = faults.verify(f"lookups failing {engine}", ids, engines=(engine,))
+    assert_clean(verdict, faults.logs(), faults.workdir)
+    assert verdict.created == 10 and app.count() == 10
+    assert app.faults.pending() == 0  # every lookup fault was met
+
+
 def test_backpressure_storms_with_retry_after(faults: FaultStack) -> None:
     faults.start_worker(pool="threads", concurrency=4)
     app = faults.sandbox.app("camunda8")
