@@ -467,3 +467,33 @@ def test_a_lookup_that_keeps_failing_exhausts_as_ambiguous(
     assert rt.dead_letters.get("job-1")["reason"] == "ambiguous"
     assert app.stats()["lookup_requests"] == 2 * attempts
     assert rt.service.ledger.get("camunda8", "job:job-1")["state"] == "AMBIGUOUS"
+
+
+def test_a_job_id_in_the_job_is_its_one_identity_everywhere(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    """A foreign app sends its own ``job_id``, and Celery gives the message another task
+    id: the job is registered, counted, decided and cleared under the one id, so the
+    sweeper has nothing left to re-drive."""
+    from worker.sweeper import sweep
+
+    job = {**C8_JOB, "business_key": "foreign", "job_id": "foreign-7"}
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}])
+    assert isinstance(run(rt, job, job_id="celery-task-1"), RetryLater)
+    result = run(rt, job, job_id="celery-task-1", retries=1)
+    assert result.status == "created" and result.job_id == "foreign-7"
+    assert rt.service.inflight.size() == 0
+    assert run(rt, job, job_id="celery-task-1") == result  # a redelivery of the message
+    assert rt.service.inflight.size() == 0
+    redriven: list[dict[str, Any]] = []
+    report = sweep(rt.results, rt.service.inflight, redriven.extend, now=time.time() + 86400)
+    assert report.redriven == 0 and redriven == []
+    assert sandbox.app("camunda8").count() == 1
+
+
+@pytest.mark.parametrize("job_id", ["bad id!", 17])
+def test_an_invalid_job_id_is_reported_under_the_task_id(rt: Runtime, job_id: Any) -> None:
+    result = run(rt, {**C8_JOB, "job_id": job_id}, job_id="celery-task-2")
+    assert result.status == "failed" and result.error.kind == "invalid"
+    assert result.job_id == "celery-task-2" and "job_id" in result.error.message
+    assert rt.service.inflight.size() == 0

@@ -30,6 +30,7 @@ from worker.validation import describe
 
 MAX_JOB_BYTES = 1024 * 1024
 TARGET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+JOB_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=_PRINTABLE.pattern)]
@@ -70,7 +71,7 @@ class Job(BaseModel):
     idempotency_key: Printable | None = None
     tenant_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
     options: dict[str, JsonValue] = Field(default_factory=dict)
-    job_id: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
+    job_id: Annotated[StrictStr, Field(pattern=JOB_ID)] | None = None
     enqueued_at: datetime | None = None
     batch_id: Printable | None = None
     schedule: Printable | None = None
@@ -126,6 +127,21 @@ class Job(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             raise InvalidJob("; ".join(describe(exc, cls.model_fields))) from None
+
+
+def own_job_id(raw: object) -> str | None:
+    """The valid ``job_id`` a raw job carries (a dict or its JSON text), else None.
+
+    A foreign app may send its own ``job_id`` while Celery gives the message
+    another task id; the job's own id is the one identity of the job.
+    """
+    if isinstance(raw, str | bytes) and len(raw) <= MAX_JOB_BYTES:
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    value = raw.get("job_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and re.match(JOB_ID, value) else None
 
 
 class ErrorInfo(BaseModel):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +48,7 @@ from worker.keys import (
 )
 from worker.ledger import Claim, FinalState, Ledger
 from worker.metrics import ambiguous_outcome, in_call_retry, job_finished
-from worker.models import ErrorInfo, Job, Result, Status, utcnow
+from worker.models import ErrorInfo, Job, Result, Status, own_job_id, utcnow
 from worker.ratelimit import RateLimiter
 from worker.redis_batch import Batch, ScriptCall
 from worker.results import ResultStore
@@ -111,6 +111,7 @@ class StartService:
     # ------------------------------------------------------------------ entry
 
     def handle(self, raw_job: Any, delivery: Delivery) -> Outcome:
+        delivery = identified(raw_job, delivery)
         existing, lost = self._arrive(raw_job, delivery)
         if existing is not None:
             self.results.publish_pending(delivery.job_id)
@@ -171,7 +172,7 @@ class StartService:
 
     def reject(self, raw_job: Any, delivery: Delivery, exc: InvalidJob) -> Outcome:
         """Decide a job that cannot be read at all: its one result is ``invalid``."""
-        return self._done(invalid_result(raw_job, delivery, exc))
+        return self._done(invalid_result(raw_job, identified(raw_job, delivery), exc))
 
     def give_up(self, raw_job: Any, delivery: Delivery, reason: str) -> Outcome:
         """Decide a job that kept failing for reasons of our own (a bug, a crash loop).
@@ -180,6 +181,7 @@ class StartService:
         whether an instance exists is for a person to check, never guessed.
         """
         exc = InvalidJob(reason)
+        delivery = identified(raw_job, delivery)
         base = invalid_result(raw_job, delivery, exc)
         info = ErrorInfo(kind="exhausted", message=reason)
         self.dead_letters.add(delivery.job_id, raw_job, "exhausted", info.model_dump())
@@ -246,9 +248,6 @@ class _Run:
 
     def execute(self) -> Outcome:
         svc = self.service
-        if self.job_id != self.delivery.job_id and svc.results.get(self.job_id):
-            svc.results.publish_pending(self.job_id)
-            return Done(svc.results.get(self.job_id))  # type: ignore[arg-type]
         self.engine = svc.engines.get(self.job.target)
         request = self.engine.build_request(self.job, self.key)
         claim = self._claim()
@@ -480,6 +479,17 @@ class _Run:
             enqueued_at=job.enqueued_at or self.delivery.first_seen,
             **fields,
         )
+
+
+def identified(raw_job: Any, delivery: Delivery) -> Delivery:
+    """The delivery under the job's one identity: its own valid ``job_id``, else the task id.
+
+    Registration, delivery counts, the result and the clearing all use it, so a
+    foreign job whose ``job_id`` differs from its Celery task id is never left
+    registered under one id after being decided under the other.
+    """
+    own = own_job_id(raw_job)
+    return delivery if own is None or own == delivery.job_id else replace(delivery, job_id=own)
 
 
 def _engine_of(targets: Targets, name: str) -> str | None:
