@@ -497,3 +497,40 @@ def test_an_invalid_job_id_is_reported_under_the_task_id(rt: Runtime, job_id: An
     assert result.status == "failed" and result.error.kind == "invalid"
     assert result.job_id == "celery-task-2" and "job_id" in result.error.message
     assert rt.service.inflight.size() == 0
+
+
+ENGINES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
+PM4_JOB = {"target": "processmaker4", "process": "1", "options": {"event": "node_1"}}
+BW_JOB = {"target": "blueworks", "process": "5f500e12a00ee", "business_key": "S-1"}
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({**C8_JOB, "variables": {"amount": float("nan")}}, "variables.amount"),
+        ({"target": "camunda7", "process": "invoice", "variables": {"a": [float("inf")]}}, "a"),
+        ({**PM4_JOB, "variables": {"x": {"y": -float("inf")}}}, "variables.x"),
+        ({"target": "tas", "process": "27", "variables": {"amount": float("nan")}}, "amount"),
+        ({**BW_JOB, "options": {"subject": "{n}"}, "variables": {"n": float("nan")}}, "n"),
+        ({**C8_JOB, "options": {"request_timeout": float("inf")}}, "options.request_timeout"),
+        # JSON text as Python's json and kombu decode it: NaN and Infinity are accepted there
+        ('{"target": "camunda8", "process": "order-process", "variables": {"x": NaN}}', "x"),
+        ({**BW_JOB, "options": {"on_behalf_of": "alice\r\nX-Evil: 1"}}, "options.on_behalf_of"),
+        ({**BW_JOB, "options": {"on_behalf_of": "alice\n"}}, "options.on_behalf_of"),
+    ],
+    ids=["c8-nan", "c7-inf", "pm4-neg-inf", "tas-nan", "bw-nan", "c8-option-inf", "json-text",
+         "bw-crlf-header", "bw-lf-header"],
+)
+def test_values_http_cannot_carry_are_invalid_before_the_claim(
+    rt: Runtime, sandbox: SandboxServer, redis_client: Any, job: Any, field: str
+) -> None:
+    """NaN/Infinity (no JSON number) and CR/LF in a header-bound option fail only while
+    requests prepares the send, which looked like "connection lost after sending"."""
+    result = run(rt, job)
+    assert not isinstance(result, RetryLater), "decided at once, not retried"
+    assert result.status == "failed" and result.error.kind == "invalid", result.error
+    assert field in result.error.message
+    assert result.attempts == 0
+    assert redis_client.keys("startproc:ledger:*") == []  # decided before the claim
+    assert rt.dead_letters.get("job-1") is None
+    assert [sandbox.app(name).stats()["start_requests"] for name in ENGINES] == [0] * 5

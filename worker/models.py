@@ -9,7 +9,9 @@ and 4). Unknown fields are rejected rather than ignored: a misspelt
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -36,6 +38,18 @@ _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=_PRINTABLE.pattern)]
 Status = Literal["created", "duplicate", "failed"]
 ErrorKind = Literal["invalid", "permanent", "conflict", "exhausted", "ambiguous"]
+
+
+def _non_finite(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """Where ``value`` holds NaN or an infinity (paths relative to ``value``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
 
 
 def utcnow() -> datetime:
@@ -75,6 +89,21 @@ class Job(BaseModel):
     enqueued_at: datetime | None = None
     batch_id: Printable | None = None
     schedule: Printable | None = None
+
+    @field_validator("variables", "options")
+    @classmethod
+    def _json_numbers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """NaN and Infinity are no JSON numbers, though Python's json and kombu decode them.
+
+        Refused here, with their path: requests refuses them only while it
+        prepares the send, too late to tell them from a connection lost.
+        """
+        paths = list(_non_finite(value))
+        if paths:
+            raise ValidationError.from_exception_data(
+                "Job", [{"type": "finite_number", "loc": path, "input": None} for path in paths]
+            )
+        return value
 
     @field_validator("process")
     @classmethod

@@ -249,7 +249,7 @@ class _Run:
     def execute(self) -> Outcome:
         svc = self.service
         self.engine = svc.engines.get(self.job.target)
-        request = self.engine.build_request(self.job, self.key)
+        request = self.engine.start_request(self.job, self.key)
         claim = self._claim()
         if claim.status == "busy":
             return RetryLater(max(claim.wait_ms / 1000, 0.5), "another worker holds this key")

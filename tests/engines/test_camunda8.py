@@ -22,7 +22,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 import worker.http
 from worker.config import Targets
 from worker.engines import build_engine
-from worker.engines.base import KEY_VARIABLE
+from worker.engines.base import KEY_VARIABLE, StartRequest, check_sendable
 from worker.engines.camunda8 import TAG, Camunda8, key_tag
 from worker.errors import (
     AmbiguousError,
@@ -794,3 +794,12 @@ def test_lookup_with_a_non_json_error_page_raises_a_job_error() -> None:
     responses.post(SEARCH, body="<html><h1>502 Bad Gateway</h1></html>", status=502)
     with pytest.raises(AmbiguousError):
         engine().lookup(job(), KEY)
+
+
+def test_a_body_requests_cannot_encode_is_invalid_not_a_lost_connection() -> None:
+    """NaN is no JSON number: requests refuses it while preparing, before anything is sent."""
+    request = StartRequest("POST", "/v2/process-instances", json={"variables": {"x": float("nan")}})
+    with pytest.raises(InvalidJob, match="NaN"):
+        check_sendable(request)
+    with pytest.raises(InvalidJob, match="cannot be sent"):
+        engine().execute(request)  # the same refusal inside a send, had it got that far
