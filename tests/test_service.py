@@ -534,3 +534,28 @@ def test_values_http_cannot_carry_are_invalid_before_the_claim(
     assert redis_client.keys("startproc:ledger:*") == []  # decided before the claim
     assert rt.dead_letters.get("job-1") is None
     assert [sandbox.app(name).stats()["start_requests"] for name in ENGINES] == [0] * 5
+
+
+C7_JOB = {"target": "camunda7", "process": "invoice", "variables": {"amount": 30}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"tenant_id": ".."}, "tenant_id"),
+        ({"tenant_id": "."}, "tenant_id"),
+        ({"process": ".."}, "process"),
+        ({"process": "."}, "process"),
+        ({"options": {"process_definition_id": ".."}}, "options.process_definition_id"),
+    ],
+)
+def test_a_dot_path_segment_is_invalid_not_normalised_away(
+    rt: Runtime, sandbox: SandboxServer, fields: dict[str, Any], field: str
+) -> None:
+    """``/tenant-id/../start`` reaches the engine as ``/start`` (the HTTP stack removes
+    dot segments, even percent-encoded ones): the instance would start without its tenant."""
+    result = run(rt, {**C7_JOB, **fields})
+    assert result.status == "failed" and result.error.kind == "invalid", result.error
+    assert result.error.message.startswith(field)
+    assert sandbox.app("camunda7").stats()["start_requests"] == 0
+    assert sandbox.app("camunda7").count() == 0
