@@ -211,7 +211,7 @@ class Engine(ABC):
             except requests.RequestException as exc:
                 raise transport_error(exc, self.name) from None
             if response.status_code == 401 and self.credentials.refreshable and attempt == 1:
-                self.credentials.invalidate()
+                self.credentials.invalidate(response.request)
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
