@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import types
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +20,8 @@ import responses
 import worker.auth
 from worker.auth import DEFAULT_TOKEN_LIFETIME, OAuth2, credentials_for
 from worker.config import BasicAuth, BearerAuth, NoAuth, OAuth2Auth, Targets
+from worker.engines import build_engine
+from worker.engines.base import StartRequest
 from worker.errors import (
     AuthenticationError,
     ConfigError,
@@ -559,3 +562,56 @@ def test_basic_and_bearer_headers() -> None:
     session.get(API, auth=credentials_for(NoAuth(), session, 1.0))
     headers = [c.request.headers.get("Authorization") for c in responses.calls]
     assert headers == ["Basic ZGVtbzpwdw==", "Bearer tok", None]
+
+
+# ---------------------------------------------------------------- refresh after 401
+
+
+@responses.activate
+def test_a_late_401_keeps_the_token_another_thread_just_refreshed() -> None:
+    """Two threads sent with token t1 and both got 401. The first refreshed to t2 and its
+    retry went through; the second's refresh comes after it and must not throw t2 away."""
+    responses.post(TOKEN_URL, json=grant("t1"))
+    responses.post(TOKEN_URL, json=grant("t2"))
+    responses.post(TOKEN_URL, json=grant("t3"))
+    both_sent_t1 = threading.Barrier(2, timeout=5)
+    t2_used = threading.Event()
+
+    def api(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        token = request.headers["Authorization"]
+        if token == "Bearer t1":
+            if both_sent_t1.wait() == 1:  # the slower 401: after the other's refresh
+                assert t2_used.wait(timeout=5)
+            return 401, {}, ""
+        if token == "Bearer t2":
+            t2_used.set()
+        return 200, {}, "{}"
+
+    responses.add_callback(responses.GET, API, callback=api)
+    target = {"engine": "camunda8", "base_url": "http://api.test", "auth": config().model_dump()}
+    targets = Targets.from_dict({"targets": {"t": target}}, env={})
+    engine = build_engine(targets["t"])
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(lambda _: engine.fetch(StartRequest("GET", "/v2/topology")), [1, 2])
+        )
+    assert answers == [{}, {}]
+    assert [c.request.headers["Authorization"] for c in api_calls()].count("Bearer t2") == 2
+    assert len(token_calls()) == 2
+
+
+def api_calls() -> list[Any]:
+    return [c for c in responses.calls if c.request.url == API]
+
+
+@responses.activate
+def test_invalidating_a_replaced_token_keeps_the_new_one(clock: Clock) -> None:
+    responses.post(TOKEN_URL, json=grant("t1"))
+    responses.post(TOKEN_URL, json=grant("t2"))
+    oauth = provider()
+    stale = requests.Request("GET", API, auth=oauth).prepare()  # sent with t1
+    oauth.invalidate(stale)
+    assert oauth.token() == "t2"
+    oauth.invalidate(stale)  # a second 401 for the same old token
+    assert oauth.token() == "t2"
+    assert len(token_calls()) == 2

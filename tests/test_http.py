@@ -32,6 +32,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 import worker.http
+from tests.support.tls import CA_FILE, BrokenTLSServer, Mode
 from worker import __version__
 from worker.config import Targets
 from worker.engines import build_engine
@@ -322,6 +323,27 @@ def test_a_refused_connection_on_a_real_socket_is_transient() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(requests.ConnectionError) as caught:
         make_session().post(f"http://127.0.0.1:{port}/", json={}, timeout=(2, 2))
+    assert type(transport_error(caught.value, "c8")) is TransientError
+
+
+def test_an_ssl_error_while_reading_the_answer_is_ambiguous() -> None:
+    """The request went out over TLS; the answer could not be decrypted: it may exist."""
+    with BrokenTLSServer("corrupt_answer") as server:
+        session = make_session()
+        session.verify = CA_FILE
+        with pytest.raises(requests.exceptions.SSLError) as caught:
+            session.post(server.url, json={"a": 1}, timeout=(2, 2))
+        assert server.requests_read == 1
+    assert type(transport_error(caught.value, "c8")) is AmbiguousError
+
+
+@pytest.mark.parametrize("mode", ["not_tls", "handshake_only"])
+def test_a_failed_tls_handshake_is_not_sent(mode: Mode) -> None:
+    """No TLS at all, or a certificate the client does not trust: nothing was sent."""
+    with BrokenTLSServer(mode) as server:
+        with pytest.raises(requests.exceptions.SSLError) as caught:
+            make_session().post(server.url, json={"a": 1}, timeout=(2, 2))
+        assert server.requests_read == 0
     assert type(transport_error(caught.value, "c8")) is TransientError
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from tests.support.redis_proxy import ReplyDropper
 from worker.ledger import Ledger
 
 
@@ -253,3 +254,93 @@ def test_a_claim_that_marks_its_send_never_forgets_an_earlier_loss(
     assert second.maybe_sent and not second.sending
     ledger.finish("t", "k", second.fence, "RELEASED")
     assert ledger.claim("t", "k", "fp", "job-1", send=True).maybe_sent
+
+
+def test_a_success_is_recorded_when_the_entry_was_lost(redis_client: redis.Redis) -> None:
+    """Redis lost the claim (failover to a lagging replica, an AOF tail, an OOM restart)
+    while the holder's start was in flight: its success rebuilds the entry."""
+    ledger = make(redis_client)
+    holder = ledger.claim("t", "k", "fp", "job-1", send=True)
+    redis_client.delete("startproc:ledger:t:k")
+    assert ledger.finish(
+        "t", "k", holder.fence, "SUCCEEDED", "inst-1", fingerprint="fp", job_id="job-1", attempts=1
+    )
+    again = ledger.claim("t", "k", "fp", "job-2")
+    assert again.status == "duplicate" and again.instance_id == "inst-1"
+    assert again.other_job_id == "job-1" and again.attempts == 1
+    assert ledger.claim("t", "k", "other-fp", "job-3").status == "conflict"
+    assert 0 < redis_client.ttl("startproc:ledger:t:k") <= 86400
+
+
+def test_a_success_outranks_a_claim_made_after_the_loss(redis_client: redis.Redis) -> None:
+    """The fence counter was lost too: a new claim got a lower fence than the holder's.
+    Only a higher fence means someone took the key over from this holder."""
+    ledger = make(redis_client)
+    ledger.claim("t", "k", "fp", "job-1")
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)
+    holder = ledger.claim("t", "k", "fp", "job-1", send=True)  # a takeover: fence 2
+    redis_client.delete("startproc:ledger:t:k")
+    late = ledger.claim("t", "k", "fp", "job-2")  # after the loss: fence 1, not sent yet
+    assert late.status == "claimed" and late.fence < holder.fence
+    assert ledger.finish(
+        "t", "k", holder.fence, "SUCCEEDED", "inst-1", fingerprint="fp", job_id="job-1"
+    )
+    assert ledger.mark_sending("t", "k", late.fence) is None  # so it never sends
+    assert ledger.claim("t", "k", "fp", "job-3").instance_id == "inst-1"
+
+
+def test_a_higher_fence_still_refuses_a_stale_success(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    old = ledger.claim("t", "k", "fp", "job-1", send=True)
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)
+    new = ledger.claim("t", "k", "fp", "job-1")
+    assert not ledger.finish(
+        "t", "k", old.fence, "SUCCEEDED", "stale", fingerprint="fp", job_id="job-1"
+    )
+    assert ledger.get("t", "k")["state"] == "IN_FLIGHT"
+    assert ledger.get("t", "k")["fence"] == str(new.fence)
+
+
+def test_a_decided_key_is_never_marked_for_sending(redis_client: redis.Redis) -> None:
+    """After a loss two holders can share a fence number; a decided key stops both."""
+    ledger = make(redis_client)
+    claim = ledger.claim("t", "k", "fp", "job-1")
+    assert ledger.finish("t", "k", claim.fence, "SUCCEEDED", "inst-1")
+    assert ledger.mark_sending("t", "k", claim.fence) is None
+    assert ledger.get("t", "k")["state"] == "SUCCEEDED"
+
+
+def test_a_claim_resent_by_redis_py_after_a_timeout_still_belongs_to_its_holder(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The claim ran, its answer was lost, and redis-py's automatic retry (the worker's
+    client settings) ran it again: the holder must get its claim, not "busy" from its
+    own lease (a wait, then a takeover; for Blueworks and TAS a dead letter)."""
+    from worker.connections import redis_client as worker_client
+
+    probe = make(redis_client)
+    redis_client.script_load(probe._claim.script)  # the first run must really run
+    with ReplyDropper(redis_url) as proxy:
+        client = worker_client(proxy.url)
+        client.connection_pool.connection_kwargs["socket_timeout"] = 0.5
+        proxy.drop_reply_to(probe._claim.sha.encode())
+        claim = make(client).claim("t", "k", "fp", "job-1", send=True)
+        client.close()
+    assert proxy.dropped.is_set() and proxy.dropped_reply.startswith(b"*")  # it had run
+    assert claim.status == "claimed" and claim.fence == 1 and claim.sending
+    entry = probe.get("t", "k")
+    assert entry["fence"] == "1" and entry["attempts"] == "1"
+    assert probe.claim("t", "k", "fp", "job-2").status == "busy"  # the lease is the holder's
+
+
+def test_a_repeated_takeover_claim_gives_the_first_answer_again(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # the holder died after sending
+    takeover = ledger.claim("t", "k", "fp", "job-1", holder="h-2")
+    again = ledger.claim("t", "k", "fp", "job-1", holder="h-2")
+    assert takeover.maybe_sent and takeover.holder_died and takeover.fence == first.fence + 1
+    assert again == takeover
+    assert ledger.claim("t", "k", "fp", "job-1", holder="h-3").status == "busy"

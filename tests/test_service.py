@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
-from worker.keys import fingerprint
+from worker.keys import fingerprint, ledger_key
 from worker.models import Job
 from worker.results import results_queue
 from worker.runtime import Runtime, build_runtime
@@ -394,3 +395,196 @@ def test_a_lost_answer_is_reconciled_even_after_a_later_send_was_settled(
     assert later.status == "created"
     assert later.instance_id == app.instances[0]["id"]
     assert app.count() == 1
+
+
+def test_a_ledger_entry_lost_while_the_start_is_in_flight_keeps_its_success(
+    rt: Runtime, sandbox: SandboxServer, redis_client: Any
+) -> None:
+    """Redis lost the claim (failover to a lagging replica, the last second of an
+    ``everysec`` AOF, an OOM restart) while the engine was creating the instance: the
+    success is recorded all the same, so the next job with the key is a duplicate."""
+    app = sandbox.app("camunda8")
+    app.faults.script([{"latency_ms": 1500}])
+    job = {**C8_JOB, "idempotency_key": "lost-entry"}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(run, rt, job, "job-1")
+        assert app.wait_for_start_requests(1, timeout=10)
+        assert redis_client.delete(ledger_key("camunda8", "lost-entry")) == 1
+        assert app.count() == 0, "the entry must be lost before the engine answers"
+        created = first.result(timeout=30)
+    assert created.status == "created"
+    second = run(rt, job, "job-2")
+    assert second.status == "duplicate" and second.instance_id == created.instance_id
+    assert app.count() == 1
+
+
+def test_a_ledger_entry_lost_before_an_ambiguous_answer_is_still_reconciled(
+    rt: Runtime, sandbox: SandboxServer, redis_client: Any
+) -> None:
+    """The same loss, and the answer is lost too: the AMBIGUOUS outcome rebuilds the
+    entry, so the retry looks the instance up instead of starting a fresh key."""
+    app = sandbox.app("camunda8")
+    app.faults.script([{"drop": "after_commit", "latency_ms": 1500}])
+    job = {**C8_JOB, "idempotency_key": "lost-then-dropped"}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(run, rt, job, "job-1")
+        assert app.wait_for_start_requests(1, timeout=10)
+        assert redis_client.delete(ledger_key("camunda8", "lost-then-dropped")) == 1
+        assert app.count() == 0, "the entry must be lost before the engine answers"
+        assert isinstance(first.result(timeout=30), RetryLater)
+    result = run(rt, job, "job-1", retries=1)
+    assert result.status == "created" and result.instance_id == app.instances[0]["id"]
+    assert app.count() == 1
+
+
+DROPPED = {"drop": "after_commit"}
+
+
+@pytest.mark.parametrize("job", LOOKUP_JOBS, ids=lambda j: f"{j['target']}-{j.get('business_key')}")
+def test_a_lookup_answering_503_once_is_retried_like_a_start(
+    rt: Runtime, sandbox: SandboxServer, job: dict[str, Any]
+) -> None:
+    app = sandbox.app(job["target"])
+    app.faults.script([DROPPED, {"status": 503, "on": "lookup"}])
+    assert isinstance(run(rt, job), RetryLater)
+    result = run(rt, job, retries=1)
+    assert result.status == "created", result.error
+    assert result.instance_id == app.instances[0]["id"]
+    assert app.count() == 1
+
+
+def test_a_lookups_retry_after_sets_the_countdown(rt: Runtime, sandbox: SandboxServer) -> None:
+    app = sandbox.app("camunda8")
+    app.faults.script([DROPPED, {"status": 503, "retry_after": "30", "on": "lookup"}])
+    assert isinstance(run(rt, C8_JOB), RetryLater)
+    later = run(rt, C8_JOB, retries=1)
+    assert isinstance(later, RetryLater) and later.countdown >= 30
+    assert run(rt, C8_JOB, retries=2).status == "created"
+    assert app.count() == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("target", ["camunda8", "processmaker4"])
+def test_a_lookup_refused_for_good_ends_ambiguous_in_the_dlq(
+    rt: Runtime, sandbox: SandboxServer, status: int, target: str
+) -> None:
+    """A start-only role may create instances but not search them: whether the lost
+    attempt created one is for a person to check, never a "permanent" failure."""
+    job = next(j for j in LOOKUP_JOBS if j["target"] == target)
+    app = sandbox.app(target)
+    app.faults.script([DROPPED, {"status": status, "on": "lookup"}])
+    assert isinstance(run(rt, job), RetryLater)
+    result = run(rt, job, retries=1)
+    assert result.status == "failed" and result.error.kind == "ambiguous"
+    assert result.error.http_status == status
+    assert "earlier attempt" in result.error.message
+    assert rt.dead_letters.get("job-1")["reason"] == "ambiguous"
+    assert app.count() == 1
+
+
+def test_a_lookup_that_keeps_failing_exhausts_as_ambiguous(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    app = sandbox.app("camunda8")
+    attempts = rt.service.policy.attempts
+    app.faults.script([DROPPED] + [{"status": 503, "on": "lookup"}] * (2 * attempts))
+    assert isinstance(run(rt, C8_JOB), RetryLater)
+    assert isinstance(run(rt, C8_JOB, retries=1), RetryLater)
+    final = run(rt, C8_JOB, retries=2)
+    assert final.status == "failed" and final.error.kind == "ambiguous"
+    assert final.error.http_status == 503
+    assert rt.dead_letters.get("job-1")["reason"] == "ambiguous"
+    assert app.stats()["lookup_requests"] == 2 * attempts
+    assert rt.service.ledger.get("camunda8", "job:job-1")["state"] == "AMBIGUOUS"
+
+
+def test_a_job_id_in_the_job_is_its_one_identity_everywhere(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    """A foreign app sends its own ``job_id``, and Celery gives the message another task
+    id: the job is registered, counted, decided and cleared under the one id, so the
+    sweeper has nothing left to re-drive."""
+    from worker.sweeper import sweep
+
+    job = {**C8_JOB, "business_key": "foreign", "job_id": "foreign-7"}
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}])
+    assert isinstance(run(rt, job, job_id="celery-task-1"), RetryLater)
+    result = run(rt, job, job_id="celery-task-1", retries=1)
+    assert result.status == "created" and result.job_id == "foreign-7"
+    assert rt.service.inflight.size() == 0
+    assert run(rt, job, job_id="celery-task-1") == result  # a redelivery of the message
+    assert rt.service.inflight.size() == 0
+    redriven: list[dict[str, Any]] = []
+    report = sweep(rt.results, rt.service.inflight, redriven.extend, now=time.time() + 86400)
+    assert report.redriven == 0 and redriven == []
+    assert sandbox.app("camunda8").count() == 1
+
+
+@pytest.mark.parametrize("job_id", ["bad id!", 17])
+def test_an_invalid_job_id_is_reported_under_the_task_id(rt: Runtime, job_id: Any) -> None:
+    result = run(rt, {**C8_JOB, "job_id": job_id}, job_id="celery-task-2")
+    assert result.status == "failed" and result.error.kind == "invalid"
+    assert result.job_id == "celery-task-2" and "job_id" in result.error.message
+    assert rt.service.inflight.size() == 0
+
+
+ENGINES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
+PM4_JOB = {"target": "processmaker4", "process": "1", "options": {"event": "node_1"}}
+BW_JOB = {"target": "blueworks", "process": "5f500e12a00ee", "business_key": "S-1"}
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({**C8_JOB, "variables": {"amount": float("nan")}}, "variables.amount"),
+        ({"target": "camunda7", "process": "invoice", "variables": {"a": [float("inf")]}}, "a"),
+        ({**PM4_JOB, "variables": {"x": {"y": -float("inf")}}}, "variables.x"),
+        ({"target": "tas", "process": "27", "variables": {"amount": float("nan")}}, "amount"),
+        ({**BW_JOB, "options": {"subject": "{n}"}, "variables": {"n": float("nan")}}, "n"),
+        ({**C8_JOB, "options": {"request_timeout": float("inf")}}, "options.request_timeout"),
+        # JSON text as Python's json and kombu decode it: NaN and Infinity are accepted there
+        ('{"target": "camunda8", "process": "order-process", "variables": {"x": NaN}}', "x"),
+        ({**BW_JOB, "options": {"on_behalf_of": "alice\r\nX-Evil: 1"}}, "options.on_behalf_of"),
+        ({**BW_JOB, "options": {"on_behalf_of": "alice\n"}}, "options.on_behalf_of"),
+    ],
+    ids=["c8-nan", "c7-inf", "pm4-neg-inf", "tas-nan", "bw-nan", "c8-option-inf", "json-text",
+         "bw-crlf-header", "bw-lf-header"],
+)
+def test_values_http_cannot_carry_are_invalid_before_the_claim(
+    rt: Runtime, sandbox: SandboxServer, redis_client: Any, job: Any, field: str
+) -> None:
+    """NaN/Infinity (no JSON number) and CR/LF in a header-bound option fail only while
+    requests prepares the send, which looked like "connection lost after sending"."""
+    result = run(rt, job)
+    assert not isinstance(result, RetryLater), "decided at once, not retried"
+    assert result.status == "failed" and result.error.kind == "invalid", result.error
+    assert field in result.error.message
+    assert result.attempts == 0
+    assert redis_client.keys("startproc:ledger:*") == []  # decided before the claim
+    assert rt.dead_letters.get("job-1") is None
+    assert [sandbox.app(name).stats()["start_requests"] for name in ENGINES] == [0] * 5
+
+
+C7_JOB = {"target": "camunda7", "process": "invoice", "variables": {"amount": 30}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"tenant_id": ".."}, "tenant_id"),
+        ({"tenant_id": "."}, "tenant_id"),
+        ({"process": ".."}, "process"),
+        ({"process": "."}, "process"),
+        ({"options": {"process_definition_id": ".."}}, "options.process_definition_id"),
+    ],
+)
+def test_a_dot_path_segment_is_invalid_not_normalised_away(
+    rt: Runtime, sandbox: SandboxServer, fields: dict[str, Any], field: str
+) -> None:
+    """``/tenant-id/../start`` reaches the engine as ``/start`` (the HTTP stack removes
+    dot segments, even percent-encoded ones): the instance would start without its tenant."""
+    result = run(rt, {**C7_JOB, **fields})
+    assert result.status == "failed" and result.error.kind == "invalid", result.error
+    assert result.error.message.startswith(field)
+    assert sandbox.app("camunda7").stats()["start_requests"] == 0
+    assert sandbox.app("camunda7").count() == 0

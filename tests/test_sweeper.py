@@ -46,3 +46,18 @@ def test_stranded_results_are_published_after_the_grace(
     assert sweep(results, inflight, lambda _: None, outbox_grace=0).published == 1
     assert [m["job_id"] for m in drain(redis_url)] == ["stranded"]
     assert sweep(results, inflight, lambda _: None, outbox_grace=0).published == 0
+
+
+def test_an_entry_under_a_task_id_is_cleared_by_the_jobs_own_result(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Workers before the one-identity fix registered a foreign job under its Celery task
+    id and recorded its result under the job's own ``job_id``: not re-driven forever."""
+    results, inflight = store(redis_url, redis_client), InFlight(redis_client)
+    job = {"target": "t", "process": "p", "job_id": "foreign-7"}
+    inflight.track("celery-task-1", job, time.time() - 1)
+    results.record(Result(job_id="foreign-7", status="created", instance_id="1"))
+    sent: list[list[dict[str, Any]]] = []
+    report = sweep(results, inflight, sent.append)
+    assert report.cleared == 1 and report.redriven == 0 and sent == []
+    assert inflight.size() == 0

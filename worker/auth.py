@@ -4,7 +4,8 @@ Providers are `requests.auth.AuthBase`, so an engine passes one to the
 injected session and never touches a secret itself. One provider exists per
 target per process and is shared by all worker threads: the OAuth2 token is
 fetched once, reused until shortly before it expires, and dropped when the
-engine answers 401 so the one retry gets a fresh one.
+engine answers 401 so the one retry gets a fresh one (only if it is still the
+token that was refused: another thread may have refreshed it meanwhile).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Credentials(AuthBase):
         """Whether applying the credentials now needs no network call (no token to fetch)."""
         return True
 
-    def invalidate(self) -> None:
-        """Forget cached credentials after the engine rejected them."""
+    def invalidate(self, rejected: requests.PreparedRequest | None = None) -> None:
+        """Forget cached credentials after the engine rejected them (on ``rejected``)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
@@ -87,10 +88,18 @@ class OAuth2(Credentials):
         request.headers["Authorization"] = f"Bearer {self.token()}"
         return request
 
-    def invalidate(self) -> None:
+    def invalidate(self, rejected: requests.PreparedRequest | None = None) -> None:
+        """Drop the token ``rejected`` was sent with, if it is still the cached one.
+
+        Compare-and-clear: threads that got 401 for the same expired token each
+        call this, and one that comes after another thread's refresh must not
+        throw the fresh token away (another token request, another 401 race).
+        """
+        sent = rejected.headers.get("Authorization") if rejected is not None else None
         with self._lock:
-            self._token = None
-            self._expires_at = 0.0
+            if sent is None or sent == f"Bearer {self._token}":
+                self._token = None
+                self._expires_at = 0.0
 
     @property
     def ready(self) -> bool:

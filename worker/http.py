@@ -1,9 +1,10 @@
 """HTTP plumbing shared by every engine: the pooled session, Retry-After, transport errors.
 
 Transport failures split in two by one question, *could the engine have
-received the request?* A refused connection or a connect timeout cannot have
-created anything (transient, safe to resend); a read timeout or a connection
-dropped mid-answer may have (ambiguous, reconcile before resending).
+received the request?* A refused connection, a connect timeout or a failed
+TLS handshake cannot have created anything (transient, safe to resend); a
+read timeout, a connection dropped mid-answer or a TLS error while reading
+the answer may have (ambiguous, reconcile before resending).
 
 urllib3's timeouts bound each socket read, not a call: an answer that
 trickles in a byte at a time never times out. Inside `call_deadline` every
@@ -19,6 +20,7 @@ import io
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +36,7 @@ from requests.utils import get_encoding_from_headers
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from worker import __version__
 from worker.errors import AmbiguousError, JobError, TransientError
@@ -233,6 +236,30 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def _tls_handshake_failed(chain: list[BaseException]) -> bool:
+    """Whether a TLS error came from the handshake (nothing sent), not from reading the answer.
+
+    requests raises the same ``SSLError`` for both. A certificate that fails
+    verification is a handshake failure; any other TLS error is one only if
+    it was raised inside ``SSLSocket.do_handshake``.
+    """
+    for error in chain:
+        if isinstance(error, ssl.SSLCertVerificationError | CertificateError):
+            return True
+        if isinstance(error, ssl.SSLError) and _raised_in(error, "do_handshake"):
+            return True
+    return False
+
+
+def _raised_in(error: BaseException, function: str) -> bool:
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_name == function:
+            return True
+        trace = trace.tb_next
+    return False
+
+
 def transport_error(exc: requests.RequestException, engine: str) -> JobError:
     """Map a `requests` exception to transient (not sent) or ambiguous (maybe sent)."""
     chain = _chain(exc)
@@ -240,7 +267,10 @@ def transport_error(exc: requests.RequestException, engine: str) -> JobError:
         return AmbiguousError(
             f"{engine}: no whole answer within the call's deadline; the instance may exist"
         )
-    not_sent = isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError)
+    tls_failed = isinstance(exc, requests.exceptions.SSLError)
+    not_sent = isinstance(exc, requests.ConnectTimeout) or (
+        tls_failed and _tls_handshake_failed(chain)
+    )
     if not_sent or any(isinstance(e, _NOT_SENT) for e in chain):
         return TransientError(f"{engine}: could not connect ({type(chain[-1]).__name__})")
     if isinstance(exc, requests.Timeout):

@@ -5,7 +5,8 @@ One Redis hash per (target, idempotency key)::
     state        IN_FLIGHT -> SUCCEEDED | FAILED | AMBIGUOUS | RELEASED
     fingerprint  hash of the normalised payload (same key, other payload = conflict)
     job_id       the job that claimed it last; instance_id once SUCCEEDED
-    fence        grows on every claim; a holder with an older fence can't write
+    fence        grows on every claim; a holder with an older fence can't write (an
+                 entry Redis lost is rebuilt by its holder's outcome, see `finish`)
     lease_until  ms epoch (Redis server time); an IN_FLIGHT entry past it belongs
                  to a dead worker
     sent_fence   the fence of the last holder that was about to send; cleared only
@@ -16,6 +17,10 @@ One Redis hash per (target, idempotency key)::
                  holder that died after marking a send); never cleared, so every later
                  claim reconciles first: the lost instance may show up in a search
                  long after a later send was settled (RELEASED or FAILED)
+    holder       a token of the claim call that holds the key, and ``claim_reply``
+                 its answer: redis-py resends a command whose answer was lost
+                 (a timeout), and the resent claim must get the same answer, not
+                 "busy" from its own lease
 
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
@@ -28,6 +33,7 @@ cannot end a live holder's lease early. The interface (`claim`, `mark_sending`,
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,21 +54,29 @@ _CLAIM = _NOW_MS + """
 local h = KEYS[1]
 local fp, job = ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local send = ARGV[5] == '1'
-local state = redis.call('HGET', h, 'state')
+local send, holder = ARGV[5] == '1', ARGV[6]
+local s = redis.call('HMGET', h, 'state', 'holder', 'claim_reply')
+local state = s[1]
+if state == 'IN_FLIGHT' and s[2] == holder then
+  -- this very call again (redis-py resends a command whose answer was lost): same answer
+  return cjson.decode(s[3])
+end
+local function claimed(reply)
+  redis.call('HSET', h, 'holder', holder, 'claim_reply', cjson.encode(reply))
+  redis.call('EXPIRE', h, ttl)
+  return reply
+end
 if not state then
   if send then
     -- a fresh key: claimed and marked as being sent in one step
     redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
                'lease_until', now + lease, 'attempts', 1, 'sent_fence', 1, 'created_at', now,
                'updated_at', now)
-    redis.call('EXPIRE', h, ttl)
-    return {'claimed', 1, '', '', 0, 1, 0}
+    return claimed({'claimed', 1, '', '', 0, 1, 0})
   end
   redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
              'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now)
-  redis.call('EXPIRE', h, ttl)
-  return {'claimed', 1, '', '', 0, 0, 0}
+  return claimed({'claimed', 1, '', '', 0, 0, 0})
 end
 local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
                      'sent_fence', 'attempts', 'updated_at', 'lost_send')
@@ -87,13 +101,13 @@ local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
 local fence = redis.call('HINCRBY', h, 'fence', 1)
 redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
            'updated_at', now)
-redis.call('EXPIRE', h, ttl)
-return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since}
+return claimed({'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since})
 """
 
 _MARK_SENDING = _NOW_MS + """
 local h = KEYS[1]
-if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
+local f = redis.call('HMGET', h, 'fence', 'state')
+if f[1] ~= ARGV[1] or f[2] ~= 'IN_FLIGHT' then return 0 end
 redis.call('HSET', h, 'sent_fence', ARGV[1], 'lease_until', now + tonumber(ARGV[2]),
            'updated_at', now)
 return redis.call('HINCRBY', h, 'attempts', 1)
@@ -101,11 +115,25 @@ return redis.call('HINCRBY', h, 'attempts', 1)
 
 _FINISH = _NOW_MS + """
 local h = KEYS[1]
-if redis.call('HGET', h, 'fence') ~= ARGV[1] then return 0 end
-redis.call('HSET', h, 'state', ARGV[2], 'instance_id', ARGV[3], 'updated_at', now,
+local fence, state, fp = ARGV[1], ARGV[2], ARGV[5]
+local stored = redis.call('HGET', h, 'fence')
+if stored ~= fence then
+  -- Only a higher fence means another holder took the key over. No entry, or a lower
+  -- fence (a claim made after Redis lost the entry), means Redis lost what this holder
+  -- wrote: rebuild the entry from what it knows, a success over such a claim too.
+  local lost = not stored or (state == 'SUCCEEDED' and tonumber(stored) < tonumber(fence))
+  if fp == '' or not lost then return 0 end
+  redis.call('HSET', h, 'fingerprint', fp, 'job_id', ARGV[6], 'fence', fence,
+             'sent_fence', fence)
+  redis.call('HSETNX', h, 'created_at', now)
+  if tonumber(redis.call('HGET', h, 'attempts') or 0) < tonumber(ARGV[7]) then
+    redis.call('HSET', h, 'attempts', ARGV[7])
+  end
+end
+redis.call('HSET', h, 'state', state, 'instance_id', ARGV[3], 'updated_at', now,
            'lease_until', 0)
-if ARGV[2] == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
-if ARGV[2] == 'AMBIGUOUS' then redis.call('HSET', h, 'lost_send', 1) end
+if state == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
+if state == 'AMBIGUOUS' then redis.call('HSET', h, 'lost_send', 1) end
 redis.call('EXPIRE', h, tonumber(ARGV[4]))
 return 1
 """
@@ -143,16 +171,31 @@ class Ledger:
         self._finish = client.register_script(_FINISH)
 
     def claim(
-        self, target: str, key: str, fingerprint: str, job_id: str, send: bool = False
+        self,
+        target: str,
+        key: str,
+        fingerprint: str,
+        job_id: str,
+        send: bool = False,
+        holder: str | None = None,
     ) -> Claim:
         """Ask for the key. ``send``: a key nobody had is also marked as being sent.
 
         That saves `mark_sending`'s round trip for the common first attempt;
-        the caller then checks `Claim.sending` and skips it once.
+        the caller then checks `Claim.sending` and skips it once. ``holder``
+        identifies this call (a fresh token by default), so the client library
+        may safely resend it after a timeout.
         """
         raw = self._claim(
             keys=[ledger_key(target, key)],
-            args=[fingerprint, job_id, self.lease_ms, self.ttl, "1" if send else "0"],
+            args=[
+                fingerprint,
+                job_id,
+                self.lease_ms,
+                self.ttl,
+                "1" if send else "0",
+                holder or uuid.uuid4().hex,
+            ],
         )
         status, fence, other, instance, extra, attempts, since = raw
         if status == "busy":
@@ -170,24 +213,65 @@ class Ledger:
         )
 
     def mark_sending(self, target: str, key: str, fence: int) -> int | None:
-        """Record that this holder is about to send; extends the lease. None if fenced out."""
+        """Record that this holder is about to send; extends the lease.
+
+        None if fenced out, or if the key is no longer in flight: after Redis lost
+        an entry two holders can share a fence number, and a key another holder
+        already decided must not be sent again.
+        """
         attempts = self._mark(keys=[ledger_key(target, key)], args=[fence, self.lease_ms])
         return int(attempts) or None
 
     def finish(
-        self, target: str, key: str, fence: int, state: FinalState, instance_id: str = ""
+        self,
+        target: str,
+        key: str,
+        fence: int,
+        state: FinalState,
+        instance_id: str = "",
+        *,
+        fingerprint: str = "",
+        job_id: str = "",
+        attempts: int = 0,
     ) -> bool:
-        """Write the outcome if this holder still owns the key; False for a stale holder."""
-        return bool(self.finish_call(target, key, fence, state, instance_id).run())
+        """Write the outcome if this holder still owns the key; False for a stale holder.
+
+        A holder owns the key unless a *higher* fence took it over. When Redis
+        lost the entry (failover to a lagging replica, an AOF tail, a restart),
+        the outcome rebuilds it from ``fingerprint``, ``job_id`` and ``attempts``,
+        and a success also replaces a lower-fenced claim made after the loss:
+        a success dropped there would let the next job start a second instance.
+        Without a ``fingerprint`` a lost entry is left alone.
+        """
+        call = self.finish_call(
+            target,
+            key,
+            fence,
+            state,
+            instance_id,
+            fingerprint=fingerprint,
+            job_id=job_id,
+            attempts=attempts,
+        )
+        return bool(call.run())
 
     def finish_call(
-        self, target: str, key: str, fence: int, state: FinalState, instance_id: str = ""
+        self,
+        target: str,
+        key: str,
+        fence: int,
+        state: FinalState,
+        instance_id: str = "",
+        *,
+        fingerprint: str = "",
+        job_id: str = "",
+        attempts: int = 0,
     ) -> ScriptCall:
         """`finish` as a script call, to send in a `Batch` with other steps (its answer: 0/1)."""
         return ScriptCall(
             self._finish,
             [ledger_key(target, key)],
-            [fence, state, instance_id, self.ttl],
+            [fence, state, instance_id, self.ttl, fingerprint, job_id, attempts],
         )
 
     def get(self, target: str, key: str) -> dict[str, str]:

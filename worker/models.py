@@ -9,7 +9,9 @@ and 4). Unknown fields are rejected rather than ignored: a misspelt
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -30,11 +32,24 @@ from worker.validation import describe
 
 MAX_JOB_BYTES = 1024 * 1024
 TARGET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+JOB_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=_PRINTABLE.pattern)]
 Status = Literal["created", "duplicate", "failed"]
 ErrorKind = Literal["invalid", "permanent", "conflict", "exhausted", "ambiguous"]
+
+
+def _non_finite(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """Where ``value`` holds NaN or an infinity (paths relative to ``value``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
 
 
 def utcnow() -> datetime:
@@ -70,10 +85,25 @@ class Job(BaseModel):
     idempotency_key: Printable | None = None
     tenant_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
     options: dict[str, JsonValue] = Field(default_factory=dict)
-    job_id: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
+    job_id: Annotated[StrictStr, Field(pattern=JOB_ID)] | None = None
     enqueued_at: datetime | None = None
     batch_id: Printable | None = None
     schedule: Printable | None = None
+
+    @field_validator("variables", "options")
+    @classmethod
+    def _json_numbers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """NaN and Infinity are no JSON numbers, though Python's json and kombu decode them.
+
+        Refused here, with their path: requests refuses them only while it
+        prepares the send, too late to tell them from a connection lost.
+        """
+        paths = list(_non_finite(value))
+        if paths:
+            raise ValidationError.from_exception_data(
+                "Job", [{"type": "finite_number", "loc": path, "input": None} for path in paths]
+            )
+        return value
 
     @field_validator("process")
     @classmethod
@@ -126,6 +156,21 @@ class Job(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             raise InvalidJob("; ".join(describe(exc, cls.model_fields))) from None
+
+
+def own_job_id(raw: object) -> str | None:
+    """The valid ``job_id`` a raw job carries (a dict or its JSON text), else None.
+
+    A foreign app may send its own ``job_id`` while Celery gives the message
+    another task id; the job's own id is the one identity of the job.
+    """
+    if isinstance(raw, str | bytes) and len(raw) <= MAX_JOB_BYTES:
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    value = raw.get("job_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and re.match(JOB_ID, value) else None
 
 
 class ErrorInfo(BaseModel):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from worker.errors import (
     ConflictError,
     InvalidJob,
     JobError,
+    PermanentError,
     TransientError,
 )
 from worker.failpoints import failpoint
@@ -47,7 +48,7 @@ from worker.keys import (
 )
 from worker.ledger import Claim, FinalState, Ledger
 from worker.metrics import ambiguous_outcome, in_call_retry, job_finished
-from worker.models import ErrorInfo, Job, Result, Status, utcnow
+from worker.models import ErrorInfo, Job, Result, Status, own_job_id, utcnow
 from worker.ratelimit import RateLimiter
 from worker.redis_batch import Batch, ScriptCall
 from worker.results import ResultStore
@@ -113,6 +114,7 @@ class StartService:
     # ------------------------------------------------------------------ entry
 
     def handle(self, raw_job: Any, delivery: Delivery) -> Outcome:
+        delivery = identified(raw_job, delivery)
         existing, lost = self._arrive(raw_job, delivery)
         if existing is not None:
             self.results.publish_pending(delivery.job_id)
@@ -173,7 +175,7 @@ class StartService:
 
     def reject(self, raw_job: Any, delivery: Delivery, exc: InvalidJob) -> Outcome:
         """Decide a job that cannot be read at all: its one result is ``invalid``."""
-        return self._done(invalid_result(raw_job, delivery, exc))
+        return self._done(invalid_result(raw_job, identified(raw_job, delivery), exc))
 
     def give_up(self, raw_job: Any, delivery: Delivery, reason: str) -> Outcome:
         """Decide a job that kept failing for reasons of our own (a bug, a crash loop).
@@ -182,6 +184,7 @@ class StartService:
         whether an instance exists is for a person to check, never guessed.
         """
         exc = InvalidJob(reason)
+        delivery = identified(raw_job, delivery)
         base = invalid_result(raw_job, delivery, exc)
         info = ErrorInfo(kind="exhausted", message=reason)
         self.dead_letters.add(delivery.job_id, raw_job, "exhausted", info.model_dump())
@@ -228,6 +231,7 @@ class _Run:
     engine: Engine | None = None
     fence: int = 0
     attempts: int = 0
+    fingerprint: str = ""
     premarked: bool = False
     """The claim already marked the first send (a new key, no rate limit to wait for)."""
     prepared: PreparedRequest | None = None
@@ -242,17 +246,15 @@ class _Run:
             business_key=self.job.business_key,
             job_id=self.job_id,
         )
+        self.fingerprint = fingerprint(self.job.payload())
         self.log = log.bind(job_id=self.job_id, target=self.job.target, key=self.key)
 
     # ---- the path
 
     def execute(self) -> Outcome:
         svc = self.service
-        if self.job_id != self.delivery.job_id and svc.results.get(self.job_id):
-            svc.results.publish_pending(self.job_id)
-            return Done(svc.results.get(self.job_id))  # type: ignore[arg-type]
         self.engine = svc.engines.get(self.job.target)
-        request = self.engine.build_request(self.job, self.key)
+        request = self.engine.start_request(self.job, self.key)
         self.prepared = self._credentials_first(request)
         claim = self._claim()
         if claim.status == "busy":
@@ -270,14 +272,17 @@ class _Run:
         self.attempts = claim.attempts
         self.premarked = claim.sending
         if claim.maybe_sent:
-            found = self._reconcile(claim)
+            try:
+                found = self._reconcile(claim)
+            except (TransientError, PermanentError) as exc:
+                return self._unresolved(exc)
             if found is not None:
                 return self._created(found)
         return self._send(request)
 
     def _claim(self) -> Claim:
         svc = self.service
-        fp = fingerprint(self.job.payload())
+        fp = self.fingerprint
         # With a rate limit the send may wait for a token, so it is marked only then;
         # without credentials in place it is marked once they are (after a token fetch).
         send = not svc.targets[self.job.target].rate_limit and self.prepared is not None
@@ -331,12 +336,52 @@ class _Run:
         delay = 0.1
         failpoint("while_reconciling", self.job_id, self.job.process_id)
         while True:
-            found = self.engine.lookup(self.job, self.key)
+            found = self._look_up()
             if found is not None or time.monotonic() + delay > deadline:
                 self.log.info("job.reconciled", found=found)
                 return found
             self.service.sleep(delay)  # search is eventually consistent (C8)
             delay = min(delay * 2, 2.0)
+
+    def _look_up(self) -> str | None:
+        """One lookup with the starts' in-call retries.
+
+        A lookup only reads, so an answer lost on the way back (a timeout, a
+        502) is as safe to repeat as a 503: it retries as transient.
+        """
+        engine = self.engine
+        assert engine is not None
+
+        def attempt() -> str | None:
+            try:
+                return engine.lookup(self.job, self.key)
+            except AmbiguousError as exc:
+                raise TransientError(
+                    exc.message, http_status=exc.http_status, engine_error=exc.engine_error
+                ) from None
+
+        def on_retry(error: TransientError) -> None:
+            self.log.info("job.lookup_retry", error=error.message, http_status=error.http_status)
+
+        return self.service.policy.call(attempt, on_retry)
+
+    def _unresolved(self, exc: TransientError | PermanentError) -> Outcome:
+        """The lookup could not be done, so an earlier attempt stays unresolved: ambiguous.
+
+        Never ``permanent``: an instance may exist. The ledger keeps the key
+        ambiguous, so whoever comes next looks it up first. A lookup that may
+        work later (503, a timeout) retries like a start; one refused for good
+        (a start-only role: 401/403) goes to a person at once.
+        """
+        self._ledger("AMBIGUOUS")
+        error = AmbiguousError(
+            f"could not check whether an earlier attempt created the instance: {exc.message}",
+            http_status=exc.http_status,
+            engine_error=exc.engine_error,
+        )
+        if isinstance(exc, PermanentError):
+            return self.fail(error)
+        return self._later(error, retry_after=exc.retry_after)
 
     def _send(self, request: StartRequest) -> Outcome:
         svc = self.service
@@ -399,22 +444,33 @@ class _Run:
 
     # ---- outcomes
 
-    def _later(self, exc: JobError) -> Outcome:
+    def _later(self, exc: JobError, retry_after: float | None = None) -> Outcome:
         policy = self.service.policy
         if self.delivery.retries >= policy.task_max_retries:
             return self.fail(exc, exhausted=True)
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else retry_after
         countdown = policy.countdown(self.delivery.retries, retry_after)
         self.log.info("job.retry_later", countdown=round(countdown, 3), error=exc.message)
         return RetryLater(countdown, exc.message)
 
     def _ledger(self, state: FinalState, instance_id: str = "") -> bool:
-        return self.service.ledger.finish(self.job.target, self.key, self.fence, state, instance_id)
+        return bool(self._finish_call(state, instance_id).run())
+
+    def _finish_call(self, state: FinalState, instance_id: str = "") -> ScriptCall:
+        """The ledger's final write, with what it needs to rebuild an entry Redis lost."""
+        return self.service.ledger.finish_call(
+            self.job.target,
+            self.key,
+            self.fence,
+            state,
+            instance_id,
+            fingerprint=self.fingerprint,
+            job_id=self.job_id,
+            attempts=self.attempts,
+        )
 
     def _created(self, instance_id: str) -> Outcome:
-        finish = self.service.ledger.finish_call(
-            self.job.target, self.key, self.fence, "SUCCEEDED", instance_id
-        )
+        finish = self._finish_call("SUCCEEDED", instance_id)
         result = self._result("created", instance_id=instance_id)
         return self.service._done(result, ledger_step=finish)
 
@@ -450,6 +506,17 @@ class _Run:
             enqueued_at=job.enqueued_at or self.delivery.first_seen,
             **fields,
         )
+
+
+def identified(raw_job: Any, delivery: Delivery) -> Delivery:
+    """The delivery under the job's one identity: its own valid ``job_id``, else the task id.
+
+    Registration, delivery counts, the result and the clearing all use it, so a
+    foreign job whose ``job_id`` differs from its Celery task id is never left
+    registered under one id after being decided under the other.
+    """
+    own = own_job_id(raw_job)
+    return delivery if own is None or own == delivery.job_id else replace(delivery, job_id=own)
 
 
 def _engine_of(targets: Targets, name: str) -> str | None:

@@ -48,7 +48,7 @@ def sweep(
     redrive: list[dict[str, Any]] = []
     cleared = 0
     for job_id, job in inflight.overdue(now):
-        if results.get(job_id) is not None or not isinstance(job, dict):
+        if not isinstance(job, dict) or _decided(results, job_id, job):
             inflight.done(job_id)
             cleared += 1
             continue
@@ -60,3 +60,14 @@ def sweep(
     if published or redrive or cleared:
         log.warning("sweeper.swept", **report.__dict__)
     return report
+
+
+def _decided(results: ResultStore, job_id: str, job: dict[str, Any]) -> bool:
+    """Whether the job has its result, also under its own ``job_id``.
+
+    Workers before one identity per job registered a foreign job under its
+    Celery task id but recorded its result under the job's ``job_id``.
+    """
+    own = job.get("job_id")
+    ids = [job_id, own] if isinstance(own, str) and own != job_id else [job_id]
+    return any(results.get(one) is not None for one in ids)

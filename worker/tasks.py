@@ -19,7 +19,7 @@ from worker.celery_app import SWEEP_TASK_NAME, TASK_NAME, app
 from worker.errors import InvalidJob
 from worker.models import iso_ms, utcnow
 from worker.runtime import runtime
-from worker.service import Delivery, RetryLater
+from worker.service import Delivery, RetryLater, identified
 
 log = structlog.get_logger("worker.tasks")
 INFRA_RETRY_SECONDS = 2.0
@@ -29,8 +29,9 @@ INFRA_RETRY_SECONDS = 2.0
 def start_process(self: Task, *args: Any, job: Any = None, **unexpected: Any) -> str:
     """Start one process instance; returns the result status (results go to the results queue)."""
     first_seen = utcnow()
-    delivery = Delivery(
-        job_id=str(self.request.id), retries=self.request.retries, first_seen=first_seen
+    delivery = identified(  # the job's own job_id when it has one, as everywhere
+        job,
+        Delivery(job_id=str(self.request.id), retries=self.request.retries, first_seen=first_seen),
     )
     service = runtime().service
     with structlog.contextvars.bound_contextvars(

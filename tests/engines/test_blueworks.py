@@ -254,3 +254,21 @@ def test_no_lookup() -> None:
     assert Blueworks.supports_lookup is False
     with pytest.raises(NotImplementedError):
         engine().lookup(job(), KEY)
+
+
+@pytest.mark.parametrize("user", ["svc\r\nX-Evil: 1", "svc\n", " svc"])
+def test_a_header_value_http_cannot_carry_is_invalid_before_sending(user: str) -> None:
+    """Also when the value comes from the target, which no job option model checks."""
+    targets = Targets.from_dict(
+        {"targets": {"bw": {"engine": "blueworks", "base_url": SERVER, "on_behalf_of": user}}},
+        env={},
+    )
+    adapter = build_engine(targets["bw"])
+    with pytest.raises(InvalidJob, match="header X-On-Behalf-Of"):
+        adapter.start_request(job(business_key="S-1"), KEY)
+
+
+@pytest.mark.parametrize("user", ["jane\r\nX-Evil: 1", "jane\n", " jane"])
+def test_an_on_behalf_of_option_http_cannot_carry_is_invalid(user: str) -> None:
+    with pytest.raises(InvalidJob, match=r"options\.on_behalf_of"):
+        engine().build_request(job(business_key="S-1", options={"on_behalf_of": user}), KEY)

@@ -22,7 +22,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 import worker.http
 from worker.config import Targets
 from worker.engines import build_engine
-from worker.engines.base import KEY_VARIABLE
+from worker.engines.base import KEY_VARIABLE, StartRequest, check_sendable
 from worker.engines.camunda8 import TAG, Camunda8, key_tag
 from worker.errors import (
     AmbiguousError,
@@ -920,3 +920,12 @@ def test_409_before_89_stays_permanent_without_a_search(api_version: str) -> Non
         engine(api_version).start(job(business_key="A-17"), KEY)
     assert type(caught.value) is PermanentError
     assert [c.request.url for c in responses.calls] == [CREATE]
+
+
+def test_a_body_requests_cannot_encode_is_invalid_not_a_lost_connection() -> None:
+    """NaN is no JSON number: requests refuses it while preparing, before anything is sent."""
+    request = StartRequest("POST", "/v2/process-instances", json={"variables": {"x": float("nan")}})
+    with pytest.raises(InvalidJob, match="NaN"):
+        check_sendable(request)
+    with pytest.raises(InvalidJob, match="cannot be sent"):
+        engine().execute(request)  # the same refusal inside a send, had it got that far

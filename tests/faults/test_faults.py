@@ -10,9 +10,11 @@ import time
 from email.utils import formatdate
 
 import pytest
+import redis
 
 import worker
 from tests.faults.conftest import FaultStack, assert_clean, children
+from worker.keys import ledger_key
 
 C8 = {"target": "orders", "process": "order-process"}
 
@@ -126,6 +128,45 @@ def test_commit_then_dropped_connection_is_reconciled(
     assert verdict.created == 10 and app.count() == 10
 
 
+@pytest.mark.parametrize(
+    ("target", "process", "options"),
+    [
+        ("orders", "order-process", {}),
+        ("invoices", "invoice", {}),
+        ("onboarding", "1", {"event": "node_1"}),
+    ],
+)
+def test_lookups_failing_while_reconciling_are_retried(
+    faults: FaultStack, target: str, process: str, options: dict[str, str]
+) -> None:
+    """Answers lost after commit, then the lookups that reconcile them answer 503 (with
+    Retry-After), 502 or drop: they retry like starts, and nothing starts twice."""
+    faults.start_worker(pool="threads", concurrency=2)
+    engine = {"orders": "camunda8", "invoices": "camunda7", "onboarding": "processmaker4"}[target]
+    app = faults.sandbox.app(engine)
+    lookup_faults = [
+        {"status": 503, "retry_after": "1", "on": "lookup"},
+        {"status": 502, "on": "lookup"},
+        {"drop": "before_commit", "on": "lookup"},
+    ]
+    app.faults.script([{"drop": "after_commit"}] * 5 + lookup_faults * 4)
+    jobs = [
+        {
+            "target": target,
+            "process": process,
+            "variables": {"n": i},
+            "options": options,
+            "idempotency_key": f"lookup-{i}",
+        }
+        for i in range(10)
+    ]
+    ids = worker.enqueue_many(jobs)
+    verdict = faults.verify(f"lookups failing {engine}", ids, engines=(engine,))
+    assert_clean(verdict, faults.logs(), faults.workdir)
+    assert verdict.created == 10 and app.count() == 10
+    assert app.faults.pending() == 0  # every lookup fault was met
+
+
 def test_backpressure_storms_with_retry_after(faults: FaultStack) -> None:
     faults.start_worker(pool="threads", concurrency=4)
     app = faults.sandbox.app("camunda8")
@@ -152,6 +193,27 @@ def test_same_key_50_times_across_two_workers(faults: FaultStack) -> None:
     assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 1 and verdict.duplicates == 49
     assert faults.sandbox.app("camunda8").count() == 1
+
+
+def test_ledger_entries_lost_while_their_starts_are_in_flight(faults: FaultStack) -> None:
+    """Redis loses the claims (a failover to a lagging replica, an AOF tail, an OOM
+    restart) while the engine creates the instances: the successes rebuild the entries,
+    so the same keys enqueued again are duplicates, not second instances."""
+    faults.start_worker(pool="threads", concurrency=4)
+    app = faults.sandbox.app("camunda8")
+    app.faults.script([{"latency_ms": 1500}] * 3)  # under the targets' 2 s timeout
+    jobs = c8_jobs(3, "lost-entry")
+    first = worker.enqueue_many(jobs)
+    assert app.wait_for_start_requests(3, timeout=30)
+    client = redis.Redis.from_url(faults.redis_url)
+    assert client.delete(*(ledger_key("orders", f"lost-entry-{i}") for i in range(3))) == 3
+    assert app.count() == 0, "the entries must be lost before the engine answers"
+    assert all(faults.results(first).values())
+    again = worker.enqueue_many(jobs)
+    verdict = faults.verify("ledger entries lost mid-start", first + again)
+    assert_clean(verdict, faults.logs(), faults.workdir)
+    assert verdict.created == 3 and verdict.duplicates == 3
+    assert app.count() == 3
 
 
 def test_same_key_different_payload_is_a_conflict(faults: FaultStack) -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 from kombu import Connection, Queue
 
 import worker
 from tests.integration.conftest import Pipeline
 from tests.test_service import drain
+from worker.inflight import InFlight
 
 
 def test_one_job_per_engine_is_created(live_any: Pipeline) -> None:
@@ -80,6 +83,22 @@ def test_send_task_by_name_from_a_foreign_app(live_any: Pipeline, declare: bool)
     assert result.job_id == sent.id
     assert result.idempotency_key == "orders:order-process:F-1"
     assert result.enqueued_at is not None
+
+
+def test_a_foreign_job_id_is_the_jobs_one_identity(live_any: Pipeline) -> None:
+    """A foreign app's own ``job_id`` differs from the Celery task id: the job is decided
+    and cleared under that one id, so nothing stays in flight for the sweeper."""
+    other = Celery("someone-else", broker=live_any.env["STARTPROC_BROKER_URL"])
+    own_id = f"foreign-{uuid.uuid4().hex}"
+    job = {"target": "orders", "process": "order-process", "job_id": own_id}
+    sent = other.send_task(
+        "startproc.start_process", kwargs={"job": job}, queue=jobs_queue(live_any)
+    )
+    assert sent.id != own_id
+    result = live_any.wait(own_id)
+    assert result.status == "created" and result.job_id == own_id
+    inflight = InFlight(redis.Redis.from_url(live_any.env["STARTPROC_REDIS_URL"]))
+    assert inflight.size() == 0
 
 
 def test_garbage_messages_get_an_invalid_result_and_the_worker_survives(live_any: Pipeline) -> None:

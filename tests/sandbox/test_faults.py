@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -155,6 +156,52 @@ def test_faults_apply_to_start_requests_only(client: Callable[[str], EngineClien
     assert c8.control("instances").status_code == 200
 
 
+LOOKUPS = {
+    "camunda8": lambda e: e.post("/v2/process-instances/search", json={}),
+    "camunda7": lambda e: e.get("/process-instance"),
+    "processmaker4": lambda e: e.get("/requests"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOOKUPS))
+def test_scripted_lookup_faults_hit_lookups_only(
+        client: Callable[[str], EngineClient], name: str) -> None:
+    engine = client(name)
+    lookup = LOOKUPS[name]
+    engine.app.faults.script([{"status": 403, "on": "lookup"}, {"status": 503},
+                              {"status": 503, "retry_after": "2", "on": "lookup"}])
+    assert engine.start().status_code == 503  # the start entry, skipping the lookup one
+    forbidden = lookup(engine)
+    assert_engine_error(engine, forbidden, 403)
+    busy = lookup(engine)
+    assert_engine_error(engine, busy, 503)
+    assert busy.headers["Retry-After"] == "2"
+    assert lookup(engine).status_code == 200
+    assert engine.start().status_code in (200, 201)
+    assert engine.app.stats()["lookup_requests"] == 3
+
+
+def test_lookup_faults_can_drop_the_connection(client: Callable[[str], EngineClient]) -> None:
+    c8 = client("camunda8")
+    c8.app.faults.script([{"drop": "before_commit", "on": "lookup"}])
+    with pytest.raises(requests.ConnectionError):
+        c8.post("/v2/process-instances/search", json={})
+    assert c8.post("/v2/process-instances/search", json={}).status_code == 200
+
+
+def test_waiting_for_a_start_request_that_is_still_in_flight(
+        client: Callable[[str], EngineClient]) -> None:
+    c8 = client("camunda8")
+    c8.app.faults.script([{"latency_ms": 1000}])
+    assert not c8.app.wait_for_start_requests(1, timeout=0.01)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(c8.start)
+        assert c8.app.wait_for_start_requests(1, timeout=5)
+        assert c8.app.count() == 0  # seen, not created yet
+        assert pending.result(timeout=10).status_code == 200
+    assert c8.app.count() == 1
+
+
 def test_camunda8_backpressure_status_follows_version(
         client: Callable[[str], EngineClient]) -> None:
     c8 = client("camunda8")
@@ -177,7 +224,7 @@ def test_scripted_body_and_title_overrides(client: Callable[[str], EngineClient]
 
 @pytest.mark.parametrize("spec", [
     {"status": 200}, {"drop": "later"}, {"status": 503, "drop": "after_commit"}, {},
-    {"status": 503, "colour": "red"},
+    {"status": 503, "colour": "red"}, {"status": 503, "on": "token"},
 ])
 def test_invalid_fault_specs_are_refused(client: Callable[[str], EngineClient],
                                          spec: dict[str, object]) -> None:

@@ -21,8 +21,15 @@ ACCEPT_JSON = {"Accept": "application/json"}
 """Laravel (PM4) and Blueworks answer HTML or redirect to a login page without it."""
 
 
-def segment(value: str) -> str:
-    """One URL path segment: ``/``, ``?``, ``#`` and spaces in ids must not change the route."""
+def segment(value: str, where: str) -> str:
+    """One URL path segment: ``/``, ``?``, ``#`` and spaces in ids must not change the route.
+
+    ``.`` and ``..`` cannot be one: the HTTP stack removes dot segments (even
+    percent-encoded), so ``/tenant-id/../start`` would reach the engine as
+    ``/start``, the tenant dropped.
+    """
+    if value in (".", ".."):
+        raise InvalidJob(f"{where}: {value!r} cannot be a URL path segment")
     return quote(value, safe="")
 
 

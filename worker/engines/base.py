@@ -3,7 +3,8 @@
 An adapter is small on purpose. It answers four questions and nothing else:
 
 1. `build_request`: what HTTP request starts this job? (Validates the job's
-   ``options`` and everything the engine would reject, *before* sending.)
+   ``options`` and everything the engine would reject, *before* sending;
+   `Engine.start_request` adds what HTTP itself cannot carry.)
 2. `classify`: is this response a success, and if not, which error class?
    Start from `classify_http` and override only the engine's quirks.
 3. `instance_id`: which field of a success body is the instance id?
@@ -19,6 +20,7 @@ slow token endpoint never eats into the lease that mark starts.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from typing import Any, ClassVar, TypeVar
 
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
+from requests.exceptions import InvalidHeader
+from requests.utils import check_header_validity
 
 from worker.auth import Credentials
 from worker.config import TargetBase
@@ -86,6 +90,28 @@ def response_body(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text[:4096]
+
+
+def check_sendable(request: StartRequest) -> None:
+    """Refuse what requests would refuse only while preparing the send (`InvalidJob`).
+
+    NaN/Infinity in a JSON body and CR, LF or leading whitespace in a header
+    value fail there, inside `Engine.send`, where they looked like a connection
+    lost after sending: checked before the claim instead, with requests' own
+    rules (the header values never include credentials, which are added at send).
+    """
+    for name, value in request.headers.items():
+        try:
+            check_header_validity((name, value))
+        except InvalidHeader:
+            raise InvalidJob(
+                f"header {name}: CR, LF and leading whitespace cannot be sent in a header"
+            ) from None
+    if request.json is not None:
+        try:
+            json.dumps(request.json, allow_nan=False)
+        except ValueError:
+            raise InvalidJob("request body: NaN and Infinity are not JSON numbers") from None
 
 
 def classify_http(
@@ -203,7 +229,7 @@ class Engine(ABC):
             except requests.RequestException as exc:
                 raise transport_error(exc, self.name) from None
             if response.status_code == 401 and self.credentials.refreshable and attempt == 1:
-                self.credentials.invalidate()
+                self.credentials.invalidate(response.request)
                 prepared = None
                 continue
             return response
@@ -217,7 +243,7 @@ class Engine(ABC):
         engine API nothing: credentials travel with each request, and a start
         must never follow a redirect. Credential errors are the provider's
         own (`TransientError` for an unreachable token endpoint, ...); a request
-        that cannot even be built was sent nowhere: `PermanentError`.
+        that cannot even be built was sent nowhere: `InvalidJob`.
         """
         session = self.session
         prepared = requests.PreparedRequest()
@@ -231,10 +257,8 @@ class Engine(ABC):
                 auth=self.credentials,
                 json=request.json,
             )
-        except requests.RequestException as exc:
-            raise PermanentError(
-                f"{self.name}: the request cannot be built ({type(exc).__name__})"
-            ) from None
+        except requests.RequestException as exc:  # refused while encoding: nothing was sent
+            raise InvalidJob(f"the request cannot be sent: {type(exc).__name__}") from None
         return prepared
 
     def _exchange(self, prepared: requests.PreparedRequest) -> requests.Response:
@@ -261,9 +285,15 @@ class Engine(ABC):
             _ = response.content  # read it all now, so the connection goes back to the pool
         return response
 
+    def start_request(self, job: Job, key: str) -> StartRequest:
+        """`build_request`, checked to be sendable: decided before anything is claimed."""
+        request = self.build_request(job, key)
+        check_sendable(request)
+        return request
+
     def start(self, job: Job, key: str) -> Started:
         """Build, send, classify: one attempt. Retrying is the caller's policy."""
-        return self.execute(self.build_request(job, key))
+        return self.execute(self.start_request(job, key))
 
     def execute(
         self,

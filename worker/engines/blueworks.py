@@ -34,6 +34,9 @@ API_VERSION = "20110917"
 LARGE_NUMBER = re.compile(r"[0-9]{4,}")  # a width like {x:99999999} would build a huge string
 NonEmpty = Annotated[StrictStr, Field(min_length=1)]
 DueDate = Annotated[StrictStr, Field(pattern=r"^[0-9]{4}/[0-9]{2}/[0-9]{2}$")]  # yyyy/mm/dd
+HEADER_VALUE = r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+"""Sent as ``X-On-Behalf-Of``: no control characters (CR/LF would split the header)."""
+HeaderValue = Annotated[StrictStr, Field(min_length=1, pattern=HEADER_VALUE)]
 
 
 class Task(Options):
@@ -57,7 +60,7 @@ class BlueworksOptions(Options):
     attachments: list[Attachment] = Field(default_factory=list)
     mail_on_completion: StrictBool | None = None
     time_zone_id: NonEmpty | None = None
-    on_behalf_of: NonEmpty | None = None
+    on_behalf_of: HeaderValue | None = None
 
 
 class _Variables(Mapping[str, Any]):

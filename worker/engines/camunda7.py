@@ -251,10 +251,11 @@ class Camunda7(Engine):
 
     def _path(self, job: Job, opts: Camunda7Options) -> str:
         if opts.process_definition_id:
-            return f"/process-definition/{segment(opts.process_definition_id)}/start"
-        path = f"/process-definition/key/{segment(job.process_id)}"
+            definition = segment(opts.process_definition_id, "options.process_definition_id")
+            return f"/process-definition/{definition}/start"
+        path = f"/process-definition/key/{segment(job.process_id, 'process')}"
         if job.tenant_id:
-            path += f"/tenant-id/{segment(job.tenant_id)}"
+            path += f"/tenant-id/{segment(job.tenant_id, 'tenant_id')}"
         return path + "/start"
 
     @staticmethod

@@ -6,7 +6,8 @@ deployments; this base class does the rest the same way for all five engines:
 * routing (werkzeug ``Map``) and per-route request counters;
 * authentication of API routes (``SandboxAuth``) and an OAuth2 token route;
 * the start-request pipeline: latency → auth → fault (scripted, else drawn)
-  → handler → optional drop after commit or trickled answer;
+  → handler → optional drop after commit or trickled answer; lookup routes (the
+  searches a worker reconciles with) take scripted ``"on": "lookup"`` faults the same way;
 * the unauthenticated control routes under ``/_sandbox/``::
 
     GET  /_sandbox/instances      POST /_sandbox/faults   (configure kwargs or {"script": [...]})
@@ -53,7 +54,7 @@ __all__ = ["EngineApp", "FaultKnobs", "InstanceStore", "Reject", "Route", "Sandb
            "next_version"]
 
 Handler = Callable[[Request, dict[str, Any]], Response]
-RouteKind = Literal["start", "api", "token", "control"]
+RouteKind = Literal["start", "lookup", "api", "token", "control"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,14 @@ class EngineApp:
         """Block until ``count`` instances exist (False on timeout), without polling."""
         return self.store.wait_for_count(count, timeout)
 
+    def wait_for_start_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until ``count`` start requests arrived (False on timeout), without polling.
+
+        With a latency fault the instance does not exist yet when this returns:
+        a test can break something while the start is in flight.
+        """
+        return self.counters.wait_for_kind("start", count, timeout)
+
     def complete(self, instance_id: str) -> JsonDict:
         """Mark an instance finished (so active-only look-ups stop finding it)."""
         return self.store.update(instance_id, state="COMPLETED",
@@ -199,6 +208,8 @@ class EngineApp:
             self.counters.request(request.method, route.path)
         if route.kind == "start":
             return self._run_start(route, request, args)
+        if route.kind == "lookup":
+            return self._run_lookup(route, request, args)
         if route.kind == "api" and not self._authorized(request):
             return self.unauthorized_response(request)
         return self._invoke(route, request, args)
@@ -223,7 +234,17 @@ class EngineApp:
         self.faults.apply_latency()
         if not self._authorized(request):
             return self.unauthorized_response(request)
-        fault = self.faults.next_fault()
+        return self._with_fault(self.faults.next_fault("start"), route, request, args)
+
+    def _run_lookup(self, route: Route, request: Request, args: dict[str, Any]) -> Response:
+        self.counters.kind("lookup")
+        if not self._authorized(request):
+            return self.unauthorized_response(request)
+        return self._with_fault(self.faults.next_fault("lookup"), route, request, args)
+
+    def _with_fault(
+        self, fault: Fault | None, route: Route, request: Request, args: dict[str, Any]
+    ) -> Response:
         if fault is None:
             return self._invoke(route, request, args)
         if fault.latency_ms:

@@ -133,7 +133,7 @@ class Camunda8App(EngineApp):
     def routes(self) -> list[Route]:
         return [
             Route("/v2/process-instances", "POST", self._create, "start"),
-            Route("/v2/process-instances/search", "POST", self._search),
+            Route("/v2/process-instances/search", "POST", self._search, "lookup"),
             Route("/v2/topology", "GET", self._topology),
         ]
 

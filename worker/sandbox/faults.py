@@ -10,6 +10,10 @@ Two sources, scripted first:
   answer as a whole is not, for client deadlines), with optional ``code``
   (C7 ``ExceptionDto.code``), ``title`` (C8 problem title), ``message`` and
   ``body`` (a verbatim JSON body).
+  ``"on": "lookup"`` aims an entry at the next *lookup* request instead (the
+  searches a worker reconciles with: C8 search, C7 instance and variable
+  queries, PM4 request list), e.g. ``{"status": 403, "on": "lookup"}`` for a
+  start-only role; start and lookup entries are consumed independently.
 * ``configure(...)`` — standing knobs: ``latency_ms`` before every start,
   ``error_rate`` (the engine's transient error, or ``error_status``),
   ``drop_after_commit_rate`` (drawn from a seeded RNG, so a run is
@@ -32,9 +36,11 @@ from typing import Any, Literal
 from worker.sandbox.web import JsonDict
 
 DropPoint = Literal["before_commit", "after_commit"]
+RequestKind = Literal["start", "lookup"]
 _DROP_POINTS = ("before_commit", "after_commit")
+_REQUEST_KINDS = ("start", "lookup")
 _SCRIPT_KEYS = frozenset({"status", "retry_after", "drop", "latency_ms", "trickle_ms", "code",
-                          "title", "message", "body"})
+                          "title", "message", "body", "on"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Fault:
     title: str | None = None
     message: str | None = None
     body: Any = None
+    on: RequestKind = "start"
 
     @classmethod
     def from_spec(cls, spec: JsonDict) -> Fault:
@@ -76,6 +83,9 @@ class Fault:
             raise ValueError("a fault is either a status or a drop, not both")
         if drop is not None and trickle_ms:
             raise ValueError("a dropped connection cannot trickle an answer")
+        on = spec.get("on", "start")
+        if on not in _REQUEST_KINDS:
+            raise ValueError(f"on must be one of {_REQUEST_KINDS}, not {on!r}")
         retry_after = spec.get("retry_after")
         return cls(
             error=status is not None,
@@ -88,6 +98,7 @@ class Fault:
             title=spec.get("title"),
             message=spec.get("message"),
             body=spec.get("body"),
+            on=on,
         )
 
 
@@ -183,13 +194,17 @@ class FaultKnobs:
                     return
                 self._changed.wait(left)
 
-    def next_fault(self) -> Fault | None:
-        """The fault for this start request: the next scripted one, else a random draw."""
+    def next_fault(self, on: RequestKind = "start") -> Fault | None:
+        """The fault for this request: the next scripted one for its kind, else (a start) a draw.
+
+        The standing knobs apply to start requests only.
+        """
         with self._lock:
-            if self._script:
-                fault: Fault | None = self._script.pop(0)
+            index = next((i for i, f in enumerate(self._script) if f.on == on), None)
+            if index is not None:
+                fault: Fault | None = self._script.pop(index)
             else:
-                fault = self._draw()
+                fault = self._draw() if on == "start" else None
         if fault is not None:
             self._count(_kind(fault))
         return fault

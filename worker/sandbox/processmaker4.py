@@ -91,7 +91,7 @@ class ProcessMaker4App(EngineApp):
         root = self.base_path
         return [
             Route(f"{root}/process_events/<process_id>", "POST", self._trigger, "start"),
-            Route(f"{root}/requests", "GET", self._list),
+            Route(f"{root}/requests", "GET", self._list, "lookup"),
             Route(f"{root}/requests/<request_id>", "GET", self._show),
         ]
 

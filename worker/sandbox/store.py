@@ -114,7 +114,7 @@ class RequestCounters:
             self._routes[f"{method} {template}"] += 1
 
     def kind(self, name: str) -> None:
-        """Count one request of a kind: ``start``, ``token``, ``unauthorized``, …"""
+        """Count one request of a kind: ``start``, ``lookup``, ``token``, ``unauthorized``, …"""
         with self._changed:
             self._kinds[name] += 1
             self._changed.notify_all()
@@ -133,6 +133,7 @@ class RequestCounters:
             return {
                 "requests": dict(self._routes),
                 "start_requests": self._kinds["start"],
+                "lookup_requests": self._kinds["lookup"],
                 "token_requests": self._kinds["token"],
                 "unauthorized": self._kinds["unauthorized"],
             }
