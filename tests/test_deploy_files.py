@@ -71,8 +71,8 @@ INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:([^@\s/]+)@")
 DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:us|ms|s|m|h))+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
-# Flower is a Celery plugin that only its own image (mher/flower) or
-# `pip install flower` provides; it is not a dependency of the project.
+# Flower is a Celery plugin that only its own image (mher/flower) or the
+# optional extra (`pip install 'process-start-worker[flower]'`) provides.
 CELERY_PLUGIN_COMMANDS = {"flower"}
 # Procfile lines as honcho and foreman read them; anything else is ignored.
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")

@@ -477,7 +477,10 @@ class Targets(Mapping[str, Target]):
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"{path}: targets file not found (set STARTPROC_TARGETS)") from None
+            raise ConfigError(
+                f"{path}: targets file not found (set STARTPROC_TARGETS; "
+                "config/targets.example.toml shows every engine)"
+            ) from None
         except IsADirectoryError:
             raise ConfigError(f"{path}: a directory, not a targets file") from None
         except tomllib.TOMLDecodeError as exc:

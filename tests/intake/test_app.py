@@ -256,7 +256,10 @@ def test_cli_refuses_to_serve_with_a_bad_targets_file(redis_url: str, tmp_path: 
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert out == ""
-    assert err == f"error: {missing}: targets file not found (set STARTPROC_TARGETS)\n"
+    assert err == (
+        f"error: {missing}: targets file not found (set STARTPROC_TARGETS; "
+        "config/targets.example.toml shows every engine)\n"
+    )
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])

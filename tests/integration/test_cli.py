@@ -498,7 +498,10 @@ def test_up_checks_the_configuration_before_starting_anything(tmp_path: Path) ->
     missing = tmp_path / "missing.toml"
     run = startproc("up", env=clean_env(STARTPROC_TARGETS=str(missing)), cwd=tmp_path)
     assert run.returncode == 2
-    assert run.error_line() == f"error: {missing}: targets file not found (set STARTPROC_TARGETS)"
+    assert run.error_line() == (
+        f"error: {missing}: targets file not found (set STARTPROC_TARGETS; "
+        "config/targets.example.toml shows every engine)"
+    )
     assert not (tmp_path / ".startproc").exists(), "no Redis was started"
 
 
