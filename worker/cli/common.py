@@ -198,7 +198,8 @@ def redact(url: str) -> str:
     """A URL without its password, for messages."""
     parts = urlsplit(url)
     if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        user = parts.username or ""
+        netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
 
