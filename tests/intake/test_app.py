@@ -253,7 +253,12 @@ def test_cli_refuses_to_serve_with_a_bad_targets_file(redis_url: str, tmp_path: 
         "STARTPROC_TARGETS": str(missing),
     }
     proc = _startproc("serve", "--port", "0", env=env)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # it served: stop it, the assertions below say why
+            proc.kill()
+            out, err = proc.communicate(timeout=10)
     assert proc.returncode == 2
     assert out == ""
     assert err == (

@@ -171,12 +171,13 @@ def test_up_runs_embedded_redis_and_stops_everything_on_ctrl_c(
     while len(_celery_workers(children)) < workers and time.monotonic() < deadline:
         time.sleep(0.1)
         children = _descendants(proc.pid)
-    assert len(children) >= 1 + workers  # redis-server and the celery workers
-    assert len(_celery_workers(children)) == workers
-    for pid in _celery_workers(children):  # task events on, so Flower shows the jobs
-        assert b"-E" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    found = _celery_workers(children)
+    events = [b"-E" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in found]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
+    assert len(children) >= 1 + workers  # redis-server and the celery workers
+    assert len(found) == workers
+    assert all(events), "task events on (-E), so Flower shows the jobs"
     deadline = time.monotonic() + 15
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
