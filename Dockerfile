@@ -2,8 +2,9 @@
 #
 # process-start-worker image: one image for every role, chosen by the command
 # (docker-compose.yml):
-#   celery -A worker worker -Q startproc.jobs --pool threads --concurrency 16
+#   celery -A worker worker -Q startproc.jobs --pool threads --concurrency 16 -E
 #   celery -A worker beat
+#   startproc serve --host 0.0.0.0 --port 8080
 #   startproc sandbox all --host 0.0.0.0 --port 8088
 #
 # Nothing secret is baked in: targets come from a mounted file
@@ -53,4 +54,4 @@ USER 10001:10001
 
 # Celery's warm shutdown: SIGTERM lets running start jobs finish.
 STOPSIGNAL SIGTERM
-CMD ["celery", "-A", "worker", "worker", "-Q", "startproc.jobs", "--pool", "threads", "--concurrency", "16"]
+CMD ["celery", "-A", "worker", "worker", "-Q", "startproc.jobs", "--pool", "threads", "--concurrency", "16", "-E"]

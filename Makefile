@@ -49,8 +49,9 @@ up: $(VENV)/.installed
 
 # Refresh the lock after changing a dependency range in pyproject.toml, or to
 # take newer releases on purpose (then run `make test` before committing).
+# KEEP_PINS=1: keep every version already pinned, resolve only what changed.
 lock:
-	bash requirements/compile.sh
+	bash requirements/compile.sh $(if $(KEEP_PINS),--keep-pins)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

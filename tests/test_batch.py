@@ -617,7 +617,7 @@ def test_cli_batch_file_and_batch_status(
         assert shown.exit_code == 0, shown.output
         assert json.loads(shown.stdout)["expected"] == 4
         unknown = runner.invoke(app, ["batch", "status", "nope"])
-        assert unknown.exit_code == 1
+        assert unknown.exit_code == 4
         usage = runner.invoke(app, [*args, "--map", "amount:money"])
         assert usage.exit_code == 2 and "unknown type 'money'" in usage.output
     finally:

@@ -98,6 +98,98 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert "targets.a.engine" in str(caught.value) and "targets.b.foo" in str(caught.value)
 
 
+def test_problems_are_our_own_sentences_with_suggestions(tmp_path: Path) -> None:
+    text = (
+        TAS
+        + 'timeout = 0\n[targets.a.auth]\ntype = "oauth"\n'
+        + '[targets.b]\nengine = "camunda8"\nbase_url = "http://x"\napi_version = "8.7"\n'
+        + '[targets.c]\nbase_url = "http://x"\ntimout = 3\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(text, tmp_path)
+    lines = [line.split(": ", 1)[1] for line in str(caught.value).splitlines()]
+    assert lines == [
+        "targets.a.timeout: must be greater than 0, not 0",
+        "targets.a.auth.type: unknown type 'oauth' (did you mean 'oauth2'?); "
+        "one of none, basic, bearer, oauth2",
+        "targets.b.api_version: '8.7' is not one of 8.8, 8.9, 8.6, 8.6-alpha (did you mean '8.9'?)",
+        "targets.c.engine: missing; one of camunda8, camunda7, processmaker4, blueworks, tas",
+        "targets.c.timout: unknown field (did you mean 'timeout'?)",
+    ]
+
+
+def test_a_wrongly_typed_secret_is_not_repeated(tmp_path: Path) -> None:
+    text = TAS + '[targets.a.auth]\ntype = "basic"\nusername = "u"\npassword = 20250612\n'
+    with pytest.raises(ConfigError) as caught:
+        load(text, tmp_path)
+    assert "targets.a.auth.password: must be a valid string" in str(caught.value)
+    assert "20250612" not in str(caught.value)
+
+
+TWO = GOOD + '[targets.other]\nengine = "tas"\nbase_url = "${TAS_URL}"\n'
+
+
+def test_only_the_needed_targets_variables_must_be_set(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(TWO, tmp_path)  # a worker needs them all
+    assert "ORDERS_SECRET is not set" in str(caught.value)
+    assert "TAS_URL is not set" in str(caught.value)
+
+    path = tmp_path / "targets.toml"
+    targets = Targets.load(path, env={"TAS_URL": "http://tas"}, need={"other"})
+    assert list(targets) == ["other"] and targets.names() == ["other", "orders"]
+    assert targets.declares("orders") and targets.unknown("orders") is None
+    with pytest.raises(ConfigError, match="ORDERS_SECRET is not set"):
+        targets.require("orders")
+    with pytest.raises(ConfigError, match="TAS_URL is not set"):
+        Targets.load(path, env={}, need={"other"})
+    assert (
+        targets.unknown("ordres", listing=False)
+        == "unknown target 'ordres' (did you mean 'orders'?)"
+    )
+
+
+def test_the_shape_is_checked_even_where_a_variable_is_missing(tmp_path: Path) -> None:
+    text = TWO.replace('base_url = "${TAS_URL}"', 'base_url = "${TAS_URL}"\ntimeout = -1')
+    with pytest.raises(ConfigError) as caught:
+        load(text, tmp_path)
+    assert "targets.other.timeout: must be greater than 0, not -1" in str(caught.value)
+    path = tmp_path / "targets.toml"
+    with pytest.raises(ConfigError) as unused:
+        Targets.load(path, env={}, need=())
+    assert str(unused.value) == f"{path}: targets.other.timeout: must be greater than 0, not -1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("STARTPROC_BROKER_URL", "http://u:pw-secret@x", "'http://u:***@x' is not a broker URL"),
+        ("STARTPROC_BROKER_URL", "localhost:6379", "is not a broker URL: localhost scheme"),
+        ("STARTPROC_REDIS_URL", "amqp://x//", "'amqp://x//' is not a Redis URL: amqp scheme"),
+    ],
+)
+def test_urls_of_another_kind_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    from worker.config import settings
+
+    monkeypatch.setenv(variable, value)
+    settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            settings()
+    finally:
+        settings.cache_clear()
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert expected in str(caught.value) and "pw-secret" not in str(caught.value)
+
+
+def test_an_empty_url_is_unset() -> None:
+    assert Settings(broker_url="", redis_url=" ").broker_url is None
+    with pytest.raises(ConfigError, match=r"STARTPROC_BROKER_URL is not set \(nor STARTPROC_REDIS"):
+        Settings().require_redis()
+
+
 def test_missing_file_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="STARTPROC_TARGETS"):
         Targets.load(tmp_path / "nope.toml")

@@ -55,7 +55,15 @@ ENV_EXAMPLE = REPO / "deploy" / "env.example"
 COMPOSE_SCHEMA = REPO / "tests" / "data" / "compose-spec.json"
 COMPOSE_SCHEMA_SHA256 = "0dc04bd346dcfee1b1419628fff79937bbf076925f298f272a2b490e2b112bac"
 
-SERVICES = {"redis", "worker", "beat", "flower", "sandbox"}
+SERVICES = {"redis", "worker", "beat", "flower", "sandbox", "intake"}
+EXAMPLE_SOURCES = [
+    REPO / "README.md",
+    COMPOSE,
+    PROCFILE,
+    DOCKERFILE,
+    ENV_EXAMPLE,
+    *sorted((REPO / "config").glob("*.example.toml")),
+]
 PROCESS_TYPES = {"worker", "beat", "flower", "sandbox"}
 SECRET_NAME = re.compile(r"password|passwd|secret|token|api[_-]?key|credential", re.IGNORECASE)
 REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}")
@@ -63,8 +71,8 @@ INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:([^@\s/]+)@")
 DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:us|ms|s|m|h))+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
-# Flower is a Celery plugin that only its own image (mher/flower) or
-# `pip install flower` provides; it is not a dependency of the project.
+# Flower is a Celery plugin that only its own image (mher/flower) or the
+# optional extra (`pip install 'process-start-worker[flower]'`) provides.
 CELERY_PLUGIN_COMMANDS = {"flower"}
 # Procfile lines as honcho and foreman read them; anything else is ignored.
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
@@ -180,6 +188,10 @@ def check_startproc(argv: list[str]) -> Any:
         assert args, f"{' '.join(path)} needs a subcommand"
         sub = args.pop(0)
         found = command.commands.get(sub)
+        default = getattr(command, "default_command", None)
+        if found is None and default and not sub.startswith("-"):
+            args.insert(0, sub)  # `batch FILE …` is `batch submit FILE …`
+            sub, found = default, command.commands.get(default)
         assert found is not None, (
             f"`{' '.join(path)}` has no subcommand {sub!r}; it has {sorted(command.commands)}"
         )
@@ -346,7 +358,7 @@ def test_redis_port_is_published_on_loopback_only(compose: dict[str, Any]) -> No
 
 
 def test_everything_that_uses_redis_waits_until_it_is_healthy(compose: dict[str, Any]) -> None:
-    for name in ("worker", "beat", "flower"):
+    for name in ("worker", "beat", "flower", "intake"):
         depends = compose["services"][name]["depends_on"]
         assert isinstance(depends, dict), f"{name}: depends_on needs the long form"
         assert depends["redis"]["condition"] == "service_healthy", name
@@ -357,8 +369,9 @@ def test_worker_command_environment_and_config(
 ) -> None:
     worker = compose["services"]["worker"]
     argv = _argv(worker["command"])
+    # -E: task events, so Flower shows each job
     assert argv == shlex.split(
-        "celery -A worker worker -Q startproc.jobs --pool threads --concurrency 16"
+        "celery -A worker worker -Q startproc.jobs --pool threads --concurrency 16 -E"
     )
     assert argv[5] == Settings.model_fields["jobs_queue"].default == celery_app_facts["queue"]
     env = _environment(worker)
@@ -392,6 +405,107 @@ def test_flower_serves_on_5555(compose: dict[str, Any]) -> None:
     if not str(flower.get("image", "")).startswith("mher/flower"):
         assert flower.get("build"), "without the mher/flower image, flower runs in ours"
     assert any(str(p).endswith(":5555") for p in flower["ports"])
+
+
+def _healthcheck(service: dict[str, Any]) -> list[str]:
+    test = service["healthcheck"]["test"]
+    argv = _argv(test)
+    if argv[0] == "CMD-SHELL":
+        return shlex.split(" ".join(argv[1:]).replace("$$", "$"))
+    assert argv[0] == "CMD", f"healthcheck test must start with CMD or CMD-SHELL: {argv}"
+    return argv[1:]
+
+
+def test_worker_is_health_checked_by_a_ping_to_its_own_node(compose: dict[str, Any]) -> None:
+    argv = _healthcheck(compose["services"]["worker"])
+    check_command(argv)
+    assert argv[3:5] == ["inspect", "ping"]
+    assert "celery@$HOSTNAME" in argv, "ping this container's worker, not any worker"
+
+
+def test_beat_is_health_checked_by_its_heartbeat(compose: dict[str, Any]) -> None:
+    beat = compose["services"]["beat"]
+    argv = _healthcheck(beat)
+    ctx = check_startproc(argv)
+    assert argv[:3] == ["startproc", "health", "beat"]
+    command = _argv(beat["command"])
+    schedule = command[command.index("--schedule") + 1]
+    assert str(ctx.params["schedule"]) == schedule, "the heartbeat of the file beat writes"
+
+
+def test_intake_serves_on_its_published_port_with_a_health_check(
+    compose: dict[str, Any],
+) -> None:
+    intake = compose["services"]["intake"]
+    argv = _argv(intake["command"])
+    assert argv[:2] == ["startproc", "serve"]
+    ctx = check_startproc(argv)
+    assert ctx.params["host"] == "0.0.0.0" and not ctx.params["insecure_no_auth"]
+    assert any(str(p).endswith(f":{ctx.params['port']}") for p in intake["ports"])
+    health = " ".join(_healthcheck(intake))
+    assert f"http://127.0.0.1:{ctx.params['port']}/healthz" in health
+    assert intake["profiles"] == ["intake"], "opt-in: it needs STARTPROC_INTAKE_TOKENS"
+
+
+EXAMPLE = re.compile(r"(?:^\s*|#\s*|or:\s*|exec\s+\w+\s+|^[\w-]+:\s+)(startproc\s[^#>]*)")
+
+
+def _startproc_examples(text: str, shell_blocks_only: bool = False) -> list[str]:
+    """Every ``startproc …`` command line in ``text``: code lines, comments, Procfile lines.
+
+    ``a | b`` lists alternatives of the subcommand (``targets list | check``); a
+    continuation ``\\`` joins the next line; a comment or a redirection ends a
+    command (``# or: startproc …`` in a comment is one more). With
+    ``shell_blocks_only`` (the README), only lines of its ```sh blocks count.
+    """
+    lines = re.sub(r"\\\n[ \t]*(?:#[ \t]*)?", " ", text).splitlines()
+    if shell_blocks_only:
+        fenced, inside = [], False
+        for line in lines:
+            if line.startswith("```"):
+                inside = line.strip() == "```sh"
+            elif inside:
+                fenced.append(line)
+        lines = fenced
+    found = []
+    for line in lines:
+        for match in EXAMPLE.finditer(line):
+            first, *others = (part.split() for part in match.group(1).split(" | "))
+            found.append(" ".join(first))
+            found.extend(" ".join([*first[:2], *other]) for other in others)
+    return found
+
+
+def test_the_example_finder_finds_what_the_readme_writes() -> None:
+    text = (
+        "```sh\n"
+        "startproc targets list | check\n"
+        "startproc status ID   # or: startproc status --key K\n"
+        "startproc batch f.csv -t a \\\n    -p b > out.txt\n"
+        "```\n"
+        "prose about `startproc up` and startproc.jobs\n"
+    )
+    assert _startproc_examples(text, shell_blocks_only=True) == [
+        "startproc targets list",
+        "startproc targets check",
+        "startproc status ID",
+        "startproc status --key K",
+        "startproc batch f.csv -t a -p b",
+    ]
+    assert _startproc_examples("#   docker compose exec worker startproc enqueue -t a --wait") == [
+        "startproc enqueue -t a --wait"
+    ]
+
+
+@pytest.mark.parametrize("source", EXAMPLE_SOURCES, ids=lambda p: p.name)
+def test_every_startproc_example_in_the_docs_and_comments_parses(source: Path) -> None:
+    """What the README and the deploy files tell people to type must be accepted as typed."""
+    text = source.read_text(encoding="utf-8")
+    examples = _startproc_examples(text, shell_blocks_only=source.suffix == ".md")
+    if source in (REPO / "README.md", COMPOSE):
+        assert examples, f"no startproc example found in {source.name}"
+    for example in examples:
+        check_startproc(shlex.split(example))
 
 
 def test_sandbox_command_and_published_port_agree(compose: dict[str, Any]) -> None:

@@ -33,7 +33,9 @@ def declared(*extras: str) -> list[Requirement]:
     return found
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("main.txt", ()), ("dev.txt", ("test", "dev"))])
+@pytest.mark.parametrize(
+    ("lock", "extras"), [("main.txt", ()), ("dev.txt", ("test", "dev", "flower"))]
+)
 def test_the_lock_pins_every_declared_dependency_inside_its_range(
     lock: str, extras: tuple[str, ...]
 ) -> None:

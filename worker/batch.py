@@ -240,7 +240,9 @@ def submit(
             cfg=cfg,
             source=source,
             mapping=_mapping(opts.mapping, opts.maps, opts.business_key, source),
-            engine=_engine(targets or load_targets(cfg.targets), opts.target),
+            engine=_engine(
+                targets or load_targets(cfg.targets, frozenset({opts.target})), opts.target
+            ),
             summary=BatchSummary(
                 batch_id=check_batch_id(opts.batch_id)
                 if opts.batch_id
@@ -291,9 +293,9 @@ def _mapping(
 
 
 def _engine(targets: Targets, name: str) -> Engine:
-    if name not in targets:
-        raise ConfigError(f"--target: unknown target {name!r}{targets.suggest(name)}")
-    return build_engine(targets[name])
+    if not targets.declares(name):
+        raise ConfigError(f"--target: {targets.unknown(name)}")
+    return build_engine(targets.require(name))
 
 
 @dataclass

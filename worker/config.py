@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,11 +32,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigError
 from worker.models import TARGET_NAME
-from worker.validation import describe, did_you_mean, named_tables
+from worker.validation import describe_config, did_you_mean, named_tables
 
 ENGINE_NAMES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 QUEUE_TYPES = ("quorum", "classic")
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 
 
 class Settings(BaseSettings):
@@ -98,6 +101,28 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("broker_url", "redis_url", mode="before")
+    @classmethod
+    def _url(cls, value: object, info: ValidationInfo) -> object:
+        """Empty is unset; another scheme than the ones that work is refused at start."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = str(value).strip()
+        scheme = urlsplit(text).scheme.lower()
+        allowed = BROKER_SCHEMES if info.field_name == "broker_url" else REDIS_SCHEMES
+        if scheme not in allowed:
+            shown = _without_password(text)
+            example = (
+                "redis://host:6379/0 or amqp://user:password@host:5672//"
+                if info.field_name == "broker_url"
+                else "redis://host:6379/0"
+            )
+            raise ValueError(
+                f"{shown!r} is not a {'broker' if info.field_name == 'broker_url' else 'Redis'} "
+                f"URL: {scheme or 'no'} scheme, expected {', '.join(allowed)} (e.g. {example})"
+            )
+        return text
+
     @field_validator("rabbitmq_queue_type", mode="before")
     @classmethod
     def _queue_type(cls, value: object) -> object:
@@ -121,18 +146,24 @@ class Settings(BaseSettings):
     def require_broker(self) -> str:
         if not self.broker_url:
             raise ConfigError(
-                "STARTPROC_BROKER_URL is not set (use `startproc up` for an embedded Redis)"
+                "STARTPROC_BROKER_URL is not set: run `startproc up` and export the URL it "
+                "prints, or point it at your Redis or RabbitMQ"
             )
         return self.broker_url
 
     def require_redis(self) -> str:
         url = self.effective_redis_url()
-        if not url:
+        if url:
+            return url
+        if not self.broker_url:
             raise ConfigError(
-                "STARTPROC_REDIS_URL is not set and the broker is not Redis: "
-                "the idempotency ledger and results index need a Redis"
+                "STARTPROC_BROKER_URL is not set (nor STARTPROC_REDIS_URL): run `startproc up` "
+                "and export the URL it prints, or point them at your Redis"
             )
-        return url
+        raise ConfigError(
+            "STARTPROC_REDIS_URL is not set and the broker is not Redis: "
+            "the idempotency ledger and results index need a Redis"
+        )
 
 
 # ---------------------------------------------------------------- auth blocks
@@ -193,6 +224,13 @@ AUTH_MODELS: dict[str, type[_Strict]] = {
 
 
 # ---------------------------------------------------------------- targets
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def _http_url(value: str) -> str:
@@ -275,26 +313,49 @@ def expand_vars(value: Any, env: Mapping[str, str], where: str, problems: list[s
     return value
 
 
+PLACEHOLDER = "placeholder"
+AUTH_TYPES = tuple(AUTH_MODELS)
+FORMATS = {
+    "rate_limit": "a rate like '50/s', '10/m' or '100/h'",
+    "name": f"a target name matching {TARGET_NAME}",
+}
+ALL_TARGET_KEYS = sorted({"engine", *(f for m in TARGET_MODELS.values() for f in m.model_fields)})
+
+
+def _under(problem: str, paths: list[str]) -> bool:
+    """``problem`` ("path: reason") is about one of ``paths`` or something inside it."""
+    where = problem.split(": ", 1)[0]
+    return any(where == p or where.startswith((f"{p}.", f"{p}[")) for p in paths)
+
+
 def _target_problems(
-    name: str, raw: Any, env: Mapping[str, str]
-) -> tuple[Target | None, list[str]]:
+    name: str, raw: Any, env: Mapping[str, str], resolve: bool = True
+) -> tuple[Target | None, list[str], list[str]]:
+    """(the target, problems with the file, ``${VAR}``s left unresolved).
+
+    With ``resolve`` false a missing variable is not a problem of the file:
+    the target's shape is checked with a placeholder in its place (errors
+    about the placeholder's own fields aside), and the missing variables are
+    returned apart, so a command can refuse only when it uses the target.
+    """
     where = f"targets.{name}"
     if not isinstance(raw, dict):
-        return None, [f"{where}: expected a table"]
+        return None, [f"{where}: expected a table"], []
     engine = raw.get("engine")
     if engine not in TARGET_MODELS:
         hint = did_you_mean(str(engine), ENGINE_NAMES) if engine else ""
         reason = "missing" if engine is None else f"unknown engine {engine!r}{hint}"
-        misspelt = [
-            f"{where}.{key}: unknown field (did you mean 'engine'?)"
+        unknown = [
+            f"{where}.{key}: unknown field{did_you_mean(key, ALL_TARGET_KEYS)}"
             for key in raw
-            if engine is None and did_you_mean(key, ["engine"])
+            if key not in ALL_TARGET_KEYS
         ]
-        return None, [f"{where}.engine: {reason}; one of {', '.join(ENGINE_NAMES)}", *misspelt]
-    problems: list[str] = []
-    expanded = expand_vars(raw, env, where, problems)
-    if problems:
-        return None, problems
+        return None, [f"{where}.engine: {reason}; one of {', '.join(ENGINE_NAMES)}", *unknown], []
+    missing: list[str] = []
+    expanded = expand_vars(raw, env, where, missing)
+    if missing:
+        placeholders = {**env, **{var: PLACEHOLDER for var in _VAR.findall(str(raw))}}
+        expanded = expand_vars(raw, placeholders, where, [])
     model = TARGET_MODELS[engine]
     auth = expanded.get("auth")
     auth_fields = (
@@ -306,16 +367,40 @@ def _target_problems(
         target = model.model_validate({**expanded, "name": name})
     except ValidationError as exc:
         known = [*model.model_fields, *auth_fields]
-        return None, describe(exc, known, prefix=where)
-    return target, []  # type: ignore[return-value]
+        found = describe_config(
+            exc,
+            known,
+            prefix=where,
+            choices={"type": AUTH_TYPES},
+            unions={"auth": AUTH_TYPES},
+            formats=FORMATS,
+        )
+        paths = [m.split(": ", 1)[0] for m in missing]
+        shape = [p for p in found if not _under(p, paths)]
+        return None, [*shape, *missing] if resolve else shape, [] if resolve else missing
+    if missing:
+        return None, missing if resolve else [], [] if resolve else missing
+    return target, [], []  # type: ignore[return-value]
 
 
 class Targets(Mapping[str, Target]):
-    """The validated targets file: a read-only mapping of name -> target."""
+    """The validated targets file: a read-only mapping of name -> target.
 
-    def __init__(self, targets: dict[str, Target], path: Path | None = None) -> None:
+    Loaded for a command that uses only some targets (``need``), the file is
+    still validated whole, but a target whose ``${VAR}``s are not set is left
+    out of the mapping and kept in `unresolved` with the missing variables:
+    `declares` still knows it, and `require` says what is missing.
+    """
+
+    def __init__(
+        self,
+        targets: dict[str, Target],
+        path: Path | None = None,
+        unresolved: Mapping[str, list[str]] | None = None,
+    ) -> None:
         self._targets = targets
         self.path = path
+        self.unresolved: dict[str, list[str]] = dict(unresolved or {})
 
     def __getitem__(self, name: str) -> Target:
         return self._targets[name]
@@ -326,34 +411,81 @@ class Targets(Mapping[str, Target]):
     def __len__(self) -> int:
         return len(self._targets)
 
+    def names(self) -> list[str]:
+        """Every target the file declares, resolved or not, in file order."""
+        return [*self._targets, *(n for n in self.unresolved if n not in self._targets)]
+
+    def declares(self, name: str) -> bool:
+        return name in self._targets or name in self.unresolved
+
     def suggest(self, name: str) -> str:
-        return did_you_mean(name, self._targets)
+        return did_you_mean(name, self.names())
+
+    def unknown(self, name: str, listing: bool = True) -> str | None:
+        """Why ``name`` is not a target of this file (with a suggestion), or None if it is.
+
+        ``listing``: also name the file and its targets (for an operator, not over HTTP).
+        """
+        if self.declares(name):
+            return None
+        message = f"unknown target {name!r}{self.suggest(name)}"
+        if not listing:
+            return message
+        where = f" in {self.path}" if self.path else ""
+        return f"{message}; the targets{where}: {', '.join(self.names()) or 'none'}"
+
+    def require(self, name: str) -> Target:
+        """The target ``name``, or a `ConfigError` saying it is unknown or what it lacks."""
+        if name in self._targets:
+            return self._targets[name]
+        if name in self.unresolved:
+            source = f"{self.path}: " if self.path else ""
+            raise ConfigError("\n".join(f"{source}{p}" for p in self.unresolved[name]))
+        raise ConfigError(str(self.unknown(name)))
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "targets"
+        cls,
+        data: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+        source: str = "targets",
+        need: Collection[str] | None = None,
     ) -> Targets:
+        """Validate every target; ``need``: the targets whose ``${VAR}``s must be set (all)."""
         env = os.environ if env is None else env
         raw_targets, problems = named_tables(data, "targets", "target", TARGET_NAME)
         targets: dict[str, Target] = {}
+        unresolved: dict[str, list[str]] = {}
         for name, raw in raw_targets.items():
-            target, found = _target_problems(name, raw, env)
+            target, found, missing = _target_problems(
+                name, raw, env, resolve=need is None or name in need
+            )
             problems.extend(found)
             if target is not None:
                 targets[name] = target
+            elif missing:
+                unresolved[name] = missing
         if problems:
             raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
-        return cls(targets)
+        return cls(targets, unresolved=unresolved)
 
     @classmethod
-    def load(cls, path: Path, env: Mapping[str, str] | None = None) -> Targets:
+    def load(
+        cls, path: Path, env: Mapping[str, str] | None = None, need: Collection[str] | None = None
+    ) -> Targets:
+        """The file at ``path``, validated whole; ``${VAR}``s must be set for ``need`` (all)."""
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"{path}: targets file not found (set STARTPROC_TARGETS)") from None
+            raise ConfigError(
+                f"{path}: targets file not found (set STARTPROC_TARGETS; "
+                "config/targets.example.toml shows every engine)"
+            ) from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a directory, not a targets file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        targets = cls.from_dict(data, env, source=str(path))
+        targets = cls.from_dict(data, env, source=str(path), need=need)
         targets.path = path
         return targets
 
@@ -365,7 +497,7 @@ def settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(
-            "\n".join(describe(exc, Settings.model_fields, prefix="STARTPROC"))
+            "\n".join(describe_config(exc, Settings.model_fields, env_prefix="STARTPROC_"))
         ) from None
 
 
@@ -390,7 +522,7 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
         settings.cache_clear()
 
 
-@lru_cache(maxsize=4)
-def load_targets(path: Path | None = None) -> Targets:
-    """The targets file, parsed and validated once per process."""
-    return Targets.load(path or settings().targets)
+@lru_cache(maxsize=8)
+def load_targets(path: Path | None = None, need: frozenset[str] | None = None) -> Targets:
+    """The targets file, parsed and validated once per process (``need``: see `Targets.load`)."""
+    return Targets.load(path or settings().targets, need=need)

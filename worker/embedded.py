@@ -59,10 +59,16 @@ def _die_with_parent() -> None:
 class EmbeddedRedis:
     """A private redis-server child process. Use as a context manager."""
 
-    def __init__(self, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self, appendonly: bool = False, port: int | None = None, data_dir: Path | None = None
+    ) -> None:
+        """``data_dir``: keep the data there (kept on close); default a private temporary one."""
         self.appendonly = appendonly
         self.port = port or free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="startproc-redis-"))
+        self.keep = data_dir is not None
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = data_dir or Path(tempfile.mkdtemp(prefix="startproc-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,7 +115,8 @@ class EmbeddedRedis:
         try:
             while True:
                 if self.process is not None and self.process.poll() is not None:
-                    log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                    log_file = self.dir / "redis.log"
+                    log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
                     raise RuntimeError(f"redis-server exited at start:\n{log}")
                 try:
                     if client.ping():
@@ -140,7 +147,8 @@ class EmbeddedRedis:
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

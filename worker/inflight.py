@@ -37,6 +37,10 @@ class InFlight:
         if own:
             pipe.execute()
 
+    def note(self, job_id: str, job: Any, pipe: Pipeline) -> None:
+        """Register a job without a deadline: known (``startproc status``), never re-driven."""
+        pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
+
     def done(self, job_id: str, batch: Batch | None = None) -> None:
         """Forget a decided job; into ``batch`` when given (both steps are idempotent)."""
         own = Batch(self.client) if batch is None else batch

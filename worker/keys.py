@@ -58,10 +58,14 @@ def result_by_idempotency_key(target: str, key: str) -> str:
     return f"{PREFIX}:result-by-key:{target}:{key}"
 
 
+def glob_literal(text: str) -> str:
+    """``text`` escaped for a SCAN/HSCAN pattern: matched literally, never as a glob."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
 def result_by_key_any_target(key: str) -> str:
     """A SCAN pattern matching ``key`` literally under any target."""
-    literal = "".join(f"\\{c}" if c in "*?[]\\" else c for c in key)
-    return f"{PREFIX}:result-by-key:*:{literal}"
+    return f"{PREFIX}:result-by-key:*:{glob_literal(key)}"
 
 
 def result_waiters(job_id: str) -> str:

@@ -33,24 +33,29 @@ def prepare(job: dict[str, Any] | Job) -> dict[str, Any]:
 
 
 def register(jobs: list[dict[str, Any]], client: redis.Redis | None = None) -> None:
-    """Note jobs as undecided *before* sending them, for the sweeper.
+    """Note jobs as undecided *before* sending them, for the sweeper and for ``status``.
 
     A Redis broker can lose a message (kombu pops it, then records it as
     unacknowledged in a second command; a Redis dying in between forgets
     it), and a Redis without persistence loses the whole queue. A job noted
     here that has no result after ``STARTPROC_REDRIVE_AFTER`` seconds is
     re-enqueued by the sweeper under the same id and key: at worst a no-op.
+    With ``STARTPROC_REDRIVE_AFTER=0`` jobs are still noted, without a
+    deadline, so ``startproc status`` can tell "pending" from "unknown".
     """
     cfg = settings()
     url = cfg.effective_redis_url()
-    if not jobs or not cfg.redrive_after or (client is None and not url):
+    if not jobs or (client is None and not url):
         return
     client = client or shared_redis(str(url))
     inflight = InFlight(client)
     deadline = time.time() + cfg.redrive_after
     pipe = client.pipeline(transaction=False)
     for job in jobs:
-        inflight.track(job["job_id"], job, deadline, pipe=pipe)
+        if cfg.redrive_after:
+            inflight.track(job["job_id"], job, deadline, pipe=pipe)
+        else:
+            inflight.note(job["job_id"], job, pipe)
     pipe.execute()
 
 

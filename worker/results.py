@@ -235,6 +235,39 @@ class ResultStore:
         raw = self.client.get(keys.result_key(job_id))
         return Result.model_validate_json(raw) if raw else None
 
+    def lookup(self, job_id: str) -> tuple[Result | None, bool]:
+        """The job's result, and whether the job is known at all (one round trip).
+
+        Known: it has a result, or it is in flight -- noted by our producers
+        before they sent it, or by a worker that took it. A job id that is
+        neither was never enqueued through our producers (or its result
+        expired after the retention period).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(keys.result_key(job_id))
+        pipe.hexists(keys.INFLIGHT, job_id)
+        raw, in_flight = pipe.execute()
+        if raw:
+            return Result.model_validate_json(raw), True
+        return None, bool(in_flight)
+
+    def job_ids_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        """Known job ids that start with ``prefix`` (at most ``limit``, sorted).
+
+        SCANs the results index and the in-flight registry: for a person
+        pasting a shortened id, not for hot paths.
+        """
+        literal = keys.glob_literal(prefix)
+        start = len(keys.result_key(""))
+        found: set[str] = set()
+        for name in self.client.scan_iter(keys.result_key(literal) + "*", count=1000):
+            found.add(str(name)[start:])
+            if len(found) >= limit:
+                break
+        for job_id, _ in self.client.hscan_iter(keys.INFLIGHT, match=literal + "*", count=1000):
+            found.add(str(job_id))
+        return sorted(found)[:limit]
+
     def get_by_key(self, key: str, target: str | None = None) -> Result | None:
         """The result of the job that used ``key``; without ``target``, under any target.
 

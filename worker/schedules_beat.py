@@ -32,6 +32,7 @@ so does a RabbitMQ jobs queue of another type than ``STARTPROC_RABBITMQ_QUEUE_TY
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -69,11 +70,35 @@ def build_firer(cfg: Settings) -> tuple[Firer | None, str]:
     return Firer(schedules, state, _publish), f"{enabled}/{len(schedules)} schedules from {path}"
 
 
+def heartbeat_path(schedule_filename: str) -> Path:
+    """The file beat touches on every tick (``startproc health beat`` reads its age)."""
+    return Path(f"{schedule_filename}.heartbeat")
+
+
 class Scheduler(beat.Scheduler):  # type: ignore[misc]  # celery ships no types
-    """celery's in-memory scheduler, ticking the schedules file as well."""
+    """celery's in-memory scheduler, ticking the schedules file as well.
+
+    Each tick touches `heartbeat_path` of beat's ``-s`` file, the container
+    health check (``startproc health beat``): beat has no remote control.
+    """
 
     firer: Firer | None = None
     summary: str = "schedules from STARTPROC_SCHEDULES"
+    heartbeat: Path | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        filename = kwargs.get("schedule_filename")
+        self.heartbeat = heartbeat_path(str(filename)) if filename else None
+        super().__init__(*args, **kwargs)
+
+    def _beat(self) -> None:
+        if self.heartbeat is None:
+            return
+        try:
+            self.heartbeat.touch()
+        except OSError as exc:  # a read-only folder must not stop the schedules
+            log.warning("beat.heartbeat_failed", path=str(self.heartbeat), error=str(exc))
+            self.heartbeat = None
 
     def setup_schedule(self) -> None:
         super().setup_schedule()
@@ -90,6 +115,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # celery ships no types
         log.info("schedules.loaded", summary=self.summary)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        self._beat()
         interval = float(super().tick(*args, **kwargs))
         if self.firer is None or interval <= 0:
             return interval  # 0: celery wants to run its next entry right away

@@ -58,10 +58,16 @@ class LocalStack:
     env: Mapping[str, str] = field(default_factory=dict)
     appendonly: bool = False
     log_dir: Path | None = None
+    # The embedded Redis' port and data directory (kept); default: a free port, a temporary one.
+    redis_port: int | None = None
+    redis_dir: Path | None = None
     redis: EmbeddedRedis | None = None
     supervise: bool = True
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     restarts: int = 0
+    # Children that kept exiting right after starting and were not restarted again:
+    # (name, last exit status).
+    gave_up: list[tuple[str, int | None]] = field(default_factory=list)
     _specs: dict[int, _Spec] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -69,7 +75,9 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         if not self.broker_url:
-            self.redis = EmbeddedRedis(appendonly=self.appendonly).start()
+            self.redis = EmbeddedRedis(
+                appendonly=self.appendonly, port=self.redis_port, data_dir=self.redis_dir
+            ).start()
             self.broker_url = self.redis.url
         return self
 
@@ -126,6 +134,8 @@ class LocalStack:
                 if not self._stopping.is_set() and fast_exits < MAX_FAST_EXITS:
                     self.restarts += 1
                     self._spawn(spec.args, spec.name, spec.env, fast_exits)
+                elif not self._stopping.is_set():
+                    self.gave_up.append((spec.name, proc.returncode))
                 # the replacement is listed before the dead one leaves: `alive()` sees no gap
                 with self._lock:
                     if proc in self.processes:
@@ -170,8 +180,11 @@ class LocalStack:
         env = {"STARTPROC_WORKER_POOL": pool, "STARTPROC_WORKER_CONCURRENCY": str(concurrency)}
         return self._spawn(args, "worker", env)
 
-    def start_beat(self) -> subprocess.Popen[bytes]:
-        state_dir = self.redis.dir if self.redis else self.log_dir or Path(tempfile.mkdtemp())
+    def start_beat(self, state_dir: Path | None = None) -> subprocess.Popen[bytes]:
+        """``state_dir``: where beat's ``-s`` file (and its heartbeat) go."""
+        state_dir = state_dir or (
+            self.redis.dir if self.redis else self.log_dir or Path(tempfile.mkdtemp())
+        )
         schedule = Path(state_dir) / "celerybeat-schedule"
         args = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s", str(schedule)]
         return self._spawn(args, "beat")

@@ -29,6 +29,14 @@ JOB = {"target": "orders", "process": "p"}
 
 
 @pytest.fixture
+def targets(tmp_path: Path) -> Path:
+    """A targets file declaring JOB's target (the intake refuses jobs for any other)."""
+    path = tmp_path / "targets.toml"
+    path.write_text('[targets.orders]\nengine = "camunda8"\nbase_url = "http://127.0.0.1:9"\n')
+    return path
+
+
+@pytest.fixture
 def serve_app() -> Iterator[Any]:
     """Start ``create_app(...)`` on a real server; stopped after the test."""
     servers: list[RunningServer] = []
@@ -51,14 +59,16 @@ def test_no_token_configured_refuses_to_build() -> None:
         create_app(Settings(broker_url=dead_url()))
 
 
-def test_insecure_no_auth_accepts_anyone(serve_app: Any, redis_url: str) -> None:
+def test_insecure_no_auth_accepts_anyone(serve_app: Any, redis_url: str, targets: Path) -> None:
     published: list[list[dict[str, Any]]] = []
 
     def publisher(jobs: list[dict[str, Any]]) -> list[str]:
         published.append(jobs)
         return [j["job_id"] for j in jobs]
 
-    running = serve_app(make_settings(redis_url), allow_anonymous=True, publisher=publisher)
+    running = serve_app(
+        make_settings(redis_url, targets=targets), allow_anonymous=True, publisher=publisher
+    )
     with running.client() as client:
         response = client.post("/jobs", json=JOB)
     assert response.status_code == 202
@@ -91,14 +101,15 @@ def test_healthz_reports_unreachable_redis_and_broker(serve_app: Any) -> None:
     assert "startproc_redis_up 0.0" in metrics.text
 
 
-def test_broker_outage_on_post_is_503(serve_app: Any, redis_url: str) -> None:
+def test_broker_outage_on_post_is_503(serve_app: Any, redis_url: str, targets: Path) -> None:
     def down(_jobs: list[dict[str, Any]]) -> list[str]:
         raise OperationalError("connection refused")
 
-    cfg = make_settings(redis_url, intake_tokens=TOKEN)
+    cfg = make_settings(redis_url, intake_tokens=TOKEN, targets=targets)
     with serve_app(cfg, publisher=down).client(**AUTH) as client:
         response = client.post("/jobs", json=JOB)
     assert response.status_code == 503
+    assert response.json()["detail"].startswith("the broker: unreachable (OperationalError)")
     assert response.headers["retry-after"] == "5"
     assert response.headers["content-type"] == PROBLEM_TYPE
 
@@ -112,7 +123,7 @@ class _Recorder:
 
 
 def test_an_unexpected_error_is_a_500_problem_without_traceback(
-    serve_app: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    serve_app: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch, targets: Path
 ) -> None:
     def broken(_jobs: list[dict[str, Any]]) -> list[str]:
         raise RuntimeError("secret internals /etc/passwd")
@@ -120,7 +131,7 @@ def test_an_unexpected_error_is_a_500_problem_without_traceback(
     recorder = _Recorder()
     monkeypatch.setattr("worker.intake.middleware.log", recorder)
 
-    cfg = make_settings(redis_url, intake_tokens=TOKEN)
+    cfg = make_settings(redis_url, intake_tokens=TOKEN, targets=targets)
     with serve_app(cfg, publisher=broken).client(**AUTH) as client:
         response = client.post("/jobs", json=JOB)
     assert response.status_code == 500
@@ -130,8 +141,8 @@ def test_an_unexpected_error_is_a_500_problem_without_traceback(
     assert recorder.events == [("intake.unhandled", {"method": "POST", "path": "/jobs"})]
 
 
-def test_size_limit_follows_the_setting(serve_app: Any, redis_url: str) -> None:
-    cfg = make_settings(redis_url, intake_tokens=TOKEN, intake_max_body_bytes=2048)
+def test_size_limit_follows_the_setting(serve_app: Any, redis_url: str, targets: Path) -> None:
+    cfg = make_settings(redis_url, intake_tokens=TOKEN, intake_max_body_bytes=2048, targets=targets)
     with serve_app(cfg, publisher=lambda jobs: ["x"]).client(**AUTH) as client:
         small = client.post("/jobs", json={**JOB, "variables": {"v": "x" * 1000}})
         large = client.post("/jobs", json={**JOB, "variables": {"v": "x" * 3000}})
@@ -194,8 +205,12 @@ def test_cli_refuses_to_serve_without_tokens(redis_url: str) -> None:
     assert "STARTPROC_INTAKE_TOKENS is not set" in err and "--insecure-no-auth" in err
 
 
-def test_cli_serves_insecurely_only_when_asked_and_says_so(redis_url: str) -> None:
-    env = {"STARTPROC_BROKER_URL": redis_url, "STARTPROC_INTAKE_TOKENS": ""}
+def test_cli_serves_insecurely_only_when_asked_and_says_so(redis_url: str, targets: Path) -> None:
+    env = {
+        "STARTPROC_BROKER_URL": redis_url,
+        "STARTPROC_INTAKE_TOKENS": "",
+        "STARTPROC_TARGETS": str(targets),
+    }
     proc = _startproc("serve", "--port", "0", "--insecure-no-auth", "--json", env=env)
     try:
         assert proc.stdout is not None
@@ -213,8 +228,9 @@ def test_cli_serves_insecurely_only_when_asked_and_says_so(redis_url: str) -> No
     assert proc.returncode in (0, -signal.SIGTERM)
 
 
-def test_missing_broker_and_redis_config_is_503_not_500(serve_app: Any) -> None:
-    cfg = Settings.model_construct(intake_tokens=None)  # no broker, no Redis configured
+def test_missing_broker_and_redis_config_is_503_not_500(serve_app: Any, targets: Path) -> None:
+    # no broker, no Redis configured
+    cfg = Settings.model_construct(intake_tokens=None, targets=targets)
     with serve_app(cfg, allow_anonymous=True).client() as client:
         responses = [
             client.post("/jobs", json=JOB),
@@ -227,3 +243,54 @@ def test_missing_broker_and_redis_config_is_503_not_500(serve_app: Any) -> None:
         assert response.status_code == 503, response.text
         assert response.headers["content-type"] == PROBLEM_TYPE
     assert "STARTPROC_BROKER_URL is not set" in responses[0].json()["detail"]
+
+
+def test_cli_refuses_to_serve_with_a_bad_targets_file(redis_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    env = {
+        "STARTPROC_BROKER_URL": redis_url,
+        "STARTPROC_INTAKE_TOKENS": TOKEN,
+        "STARTPROC_TARGETS": str(missing),
+    }
+    proc = _startproc("serve", "--port", "0", env=env)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # it served: stop it, the assertions below say why
+            proc.kill()
+            out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 2
+    assert out == ""
+    assert err == (
+        f"error: {missing}: targets file not found (set STARTPROC_TARGETS; "
+        "config/targets.example.toml shows every engine)\n"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_uvicorn_lines_follow_the_log_format(redis_url: str, targets: Path, fmt: str) -> None:
+    env = {
+        "STARTPROC_BROKER_URL": redis_url,
+        "STARTPROC_INTAKE_TOKENS": TOKEN,
+        "STARTPROC_TARGETS": str(targets),
+        "STARTPROC_LOG_FORMAT": fmt,
+    }
+    proc = _startproc("serve", "--port", "0", "--json", env=env)
+    try:
+        assert proc.stdout is not None
+        url = json.loads(proc.stdout.readline())["url"]
+        assert httpx.get(url + "/healthz", timeout=30).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    uvicorn = [
+        line for line in err.splitlines() if "GET /healthz" in line or "server process" in line
+    ]
+    assert any("GET /healthz" in line for line in uvicorn), err
+    assert any("Finished server process" in line for line in uvicorn), err
+    for line in uvicorn:
+        if fmt == "json":
+            record = json.loads(line)
+            assert record["logger"].startswith("uvicorn.") and "timestamp" in record
+        else:
+            assert not line.startswith("{") and not line.startswith("INFO:"), line

@@ -114,6 +114,9 @@ def test_unknown_target_and_unknown_batch(http: httpx.Client) -> None:
         files={"file": ("customers.csv", CSV, "text/csv")},
     )
     assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": "target", "message": "unknown target 'ordres' (did you mean 'orders'?)"}
+    ]
     assert "did you mean 'orders'" in response.json()["detail"]
     assert http.get("/batches/never:seen").status_code == 404
 

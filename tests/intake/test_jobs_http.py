@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 import redis
 
+from tests.support.cli import startproc
 from worker.intake.problems import PROBLEM_TYPE
 
 from .helpers import OTHER_TOKEN, Pipeline, RunningServer
@@ -53,10 +55,39 @@ def test_post_a_list_returns_ids_in_order(http: httpx.Client, live: Pipeline) ->
     assert live.sandbox.app("camunda8").count() == 3
 
 
-def test_unknown_job_reads_as_pending(http: httpx.Client) -> None:
-    response = http.get("/jobs/never-sent-1")
-    assert response.status_code == 202
-    assert response.json() == {"job_id": "never-sent-1", "status": "pending"}
+def test_an_unknown_job_is_404_and_a_queued_one_pending(http: httpx.Client, live: Pipeline) -> None:
+    unknown = http.get("/jobs/never-sent-1")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == PROBLEM_TYPE
+    assert unknown.json()["detail"] == (
+        "no job 'never-sent-1': never enqueued through startproc, or its result expired"
+    )
+    # enqueued by the CLI on a queue no worker reads: known, no result yet
+    env = {**live.env, "STARTPROC_JOBS_QUEUE": "nobody-reads-this"}
+    sent = startproc("enqueue", "-t", "orders", "-p", "order-process", "--json", env=env)
+    assert sent.returncode == 0, sent.stderr
+    job_id = json.loads(sent.stdout)["job_id"]
+    pending = http.get(f"/jobs/{job_id}")
+    assert pending.status_code == 202
+    assert pending.json() == {"job_id": job_id, "status": "pending"}
+
+
+def test_an_unknown_target_is_422_naming_the_field(
+    http: httpx.Client, redis_client: redis.Redis
+) -> None:
+    response = http.post("/jobs", json=[order("T-1"), {**order("T-2"), "target": "ordres"}])
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["detail"] == "1 of 2 jobs are invalid; none was enqueued"
+    assert problem["errors"] == [
+        {
+            "index": 1,
+            "field": "target",
+            "message": "unknown target 'ordres' (did you mean 'orders'?)",
+        }
+    ]
+    assert redis_client.llen("startproc.jobs") == 0
+    assert redis_client.hlen("startproc:inflight") == 0
 
 
 def test_a_list_with_one_invalid_job_publishes_none(
@@ -81,7 +112,7 @@ def test_a_list_with_one_invalid_job_publishes_none(
     sentinel = http.post("/jobs", json=order("S-1")).json()["job_ids"][0]
     live.wait(sentinel)
     assert live.sandbox.app("camunda8").count() == 1
-    assert http.get("/jobs/good-in-bad-list").status_code == 202
+    assert http.get("/jobs/good-in-bad-list").status_code == 404, "it was never enqueued"
     assert not redis_client.keys("startproc:deliveries:good-in-bad-list:*")
 
 
@@ -137,7 +168,7 @@ def test_jobs_need_a_valid_token(
 
 def test_every_configured_token_is_accepted(intake: RunningServer, live: Pipeline) -> None:
     with intake.client(Authorization=f"Bearer {OTHER_TOKEN}") as client:
-        assert client.get("/jobs/some-id").status_code == 202
+        assert client.get("/jobs/some-id").status_code == 404  # let in; no such job
 
 
 def test_health_metrics_and_openapi_need_no_token(intake: RunningServer, live: Pipeline) -> None:

@@ -63,6 +63,14 @@ def intake_schema(
     load_targets.cache_clear()
 
 
+def _configured_targets(body: Any) -> None:
+    """A job must name a target of the targets file, which no schema can say: each generated
+    job gets one, so every other schema-valid field must still be accepted (202)."""
+    for job in body if isinstance(body, list) else [body]:
+        if isinstance(job, dict) and "target" in job:
+            job["target"] = "orders"
+
+
 CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")
     for method, path in OPERATIONS
@@ -90,6 +98,8 @@ def test_operation_conforms_to_the_document(
         suppress_health_check=list(HealthCheck),
     )
     def check(case: Any) -> None:
+        if (method, path, mode) == ("POST", "/jobs", GenerationMode.POSITIVE):
+            _configured_targets(case.body)
         case.call_and_validate(headers=AUTH, excluded_checks=excluded)
 
     check()

@@ -6,9 +6,10 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from worker.cli.common import (
     EXIT_FAILED,
@@ -17,10 +18,15 @@ from worker.cli.common import (
     current_settings,
     emit_json,
     fail,
+    iso_time,
+    need_producer,
+    need_redis,
+    plain,
 )
-from worker.config import Targets
-from worker.dlq import DeadLetters
-from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from worker.config import Targets
+    from worker.dlq import DeadLetters
 
 targets_app = typer.Typer(help="Inspect the configured targets.", no_args_is_help=True)
 dlq_app = typer.Typer(
@@ -29,62 +35,99 @@ dlq_app = typer.Typer(
 
 
 def _targets(path: Path | None) -> Targets:
-    try:
-        return Targets.load(path or current_settings().targets)
-    except ConfigError as exc:
-        fail(str(exc))
+    """The whole file, validated; ``${VAR}``s need not be set (`Targets.unresolved`)."""
+    from worker.config import Targets
+
+    return Targets.load(path or current_settings().targets, need=())
+
+
+def _raw_target(targets: Targets, name: str) -> dict[str, Any]:
+    """A target's table as written (for one whose ``${VAR}``s are not set)."""
+    import tomllib
+
+    assert targets.path is not None
+    table = tomllib.loads(targets.path.read_text(encoding="utf-8"))["targets"][name]
+    return dict(table)
 
 
 @targets_app.command("list")
 def targets_list(
     path: Path | None = typer.Option(
-        None, "--file", help="Targets file (default STARTPROC_TARGETS)."
+        None, "--file", metavar="FILE", help="Targets file (default STARTPROC_TARGETS)."
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """List targets (secrets are never shown)."""
+    """List targets (secrets are never shown; ${VAR}s that are not set are named)."""
     targets = _targets(path)
-    rows = [
-        {
-            "name": t.name,
-            "engine": getattr(t, "engine", ""),
-            "base_url": t.base_url,
-            "auth": t.auth.type,
-            "timeout": t.timeout,
-            "rate_limit": t.rate_limit,
-        }
-        for t in targets.values()
-    ]
+    rows: list[dict[str, Any]] = []
+    for name in targets.names():
+        row: dict[str, Any] = {"name": name}
+        if name in targets:
+            t = targets[name]
+            row.update(
+                engine=getattr(t, "engine", ""),
+                base_url=t.base_url,
+                auth=t.auth.type,
+                timeout=t.timeout,
+                rate_limit=t.rate_limit,
+            )
+        else:  # valid, but a ${VAR} is not set: shown as written
+            raw = _raw_target(targets, name)
+            auth_table = raw.get("auth")
+            row.update(
+                engine=raw.get("engine"),
+                base_url=raw.get("base_url"),
+                auth=auth_table.get("type", "none") if isinstance(auth_table, dict) else "none",
+                timeout=raw.get("timeout", 10.0),
+                rate_limit=raw.get("rate_limit"),
+            )
+        row["unresolved"] = [p.split(": ", 1)[1] for p in targets.unresolved.get(name, [])]
+        rows.append(row)
     if as_json:
         emit_json(rows)
         return
-    table = Table(title=f"targets ({targets.path})")
-    for column in ("name", "engine", "base_url", "auth", "timeout", "rate_limit"):
-        table.add_column(column)
+    from rich.table import Table
+
+    table = Table(title=plain(f"targets ({targets.path})"))
+    for column in ("name", "engine", "base_url", "auth", "timeout", "rate_limit", "unresolved"):
+        table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(str(row[c] or "") for c in row))
+        cells = [plain(row[c] or "") for c in row if c != "unresolved"]
+        table.add_row(*cells, Text("; ".join(row["unresolved"]), style="yellow"))
     console.print(table)
 
 
 @targets_app.command("check")
 def targets_check(
-    name: str | None = typer.Argument(None, help="One target (default: all)."),
-    path: Path | None = typer.Option(None, "--file"),
+    name: str | None = typer.Argument(None, metavar="NAME", help="One target (default: all)."),
+    path: Path | None = typer.Option(
+        None, "--file", metavar="FILE", help="Targets file (default STARTPROC_TARGETS)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Validate the targets file, obtain a token (OAuth2) and make a harmless read."""
+    """Validate the targets file and each ${VAR}, obtain a token (OAuth2), make a harmless read.
+
+    Status per target: ok (the engine answered), not contacted (valid, but the
+    engine has no documented harmless read), fail. Exit 1 if any failed.
+    """
     from worker.auth import OAuth2
     from worker.engines import build_engine
-    from worker.errors import JobError
+    from worker.errors import ConfigError, JobError
 
     targets = _targets(path)
-    names = [name] if name else list(targets)
+    if name and not targets.declares(name):
+        fail(str(targets.unknown(name)))
+    names = [name] if name else targets.names()
     rows = []
     for target_name in names:
-        if target_name not in targets:
-            fail(f"unknown target {target_name!r}{targets.suggest(target_name)}")
-        engine = build_engine(targets[target_name])
-        status, steps = "ok", ["config valid"]
+        steps = ["config valid"]
+        try:
+            engine = build_engine(targets.require(target_name))
+        except ConfigError as exc:
+            problems = [line.split(": ", 2)[-1] for line in str(exc).splitlines()]
+            rows.append({"target": target_name, "status": "fail", "reason": "; ".join(problems)})
+            continue
+        status = "ok"
         try:
             if isinstance(engine.credentials, OAuth2):
                 engine.credentials.token()
@@ -94,67 +137,86 @@ def targets_check(
                 engine.fetch(probe)
                 steps.append(f"{probe.method} {probe.path} answered")
             else:
-                steps.append("engine not contacted (no harmless read documented)")
+                status = "not contacted"
+                steps.append("engine not contacted (it has no documented harmless read)")
         except JobError as exc:
             status = "fail"
             steps.append(exc.message)
-        reason = "; ".join(steps)
-        rows.append({"target": target_name, "status": status, "reason": reason})
+        rows.append({"target": target_name, "status": status, "reason": "; ".join(steps)})
     if as_json:
         emit_json(rows)
     else:
+        from rich.table import Table
+
         table = Table(title="target check")
         for column in ("target", "status", "reason"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
+        colours = {"ok": "green", "not contacted": "yellow", "fail": "red"}
         for row in rows:
-            colour = "green" if row["status"] == "ok" else "red"
-            table.add_row(row["target"], f"[{colour}]{row['status']}[/]", row["reason"])
+            status_cell = Text(row["status"], style=colours[row["status"]])
+            table.add_row(plain(row["target"]), status_cell, plain(row["reason"]))
         console.print(table)
-    if any(r["status"] != "ok" for r in rows):
+    if any(r["status"] == "fail" for r in rows):
         raise typer.Exit(EXIT_FAILED)
 
 
 def _dead_letters() -> DeadLetters:
     from worker.connections import shared_redis
+    from worker.dlq import DeadLetters
 
-    try:
-        return DeadLetters(shared_redis(current_settings().require_redis()))
-    except ConfigError as exc:
-        fail(str(exc))
+    return DeadLetters(shared_redis(need_redis(current_settings())))
+
+
+def _shown(entry: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter as printed: its time in ISO-8601 UTC, like every other timestamp."""
+    at = entry.get("at")
+    return {**entry, "at": iso_time(at) if isinstance(at, int | float) else at}
 
 
 @dlq_app.command("list")
-def dlq_list(limit: int = typer.Option(100, "--limit"), as_json: bool = JsonOption) -> None:
+def dlq_list(
+    limit: int = typer.Option(100, "--limit", min=1, metavar="N", help="At most N entries."),
+    as_json: bool = JsonOption,
+) -> None:
     """Dead-lettered jobs, oldest first."""
-    entries = _dead_letters().list(limit)
+    entries = [_shown(e) for e in _dead_letters().list(limit)]
     if as_json:
         emit_json(entries)
         return
+    from rich.table import Table
+
     table = Table(title=f"dead letters ({len(entries)})")
-    for column in ("job_id", "target", "reason", "message"):
+    for column in ("job_id", "at", "target", "reason", "message"):
         table.add_column(column, overflow="fold")
     for e in entries:
         job = e.get("job") or {}
         table.add_row(
-            e["job_id"],
-            str(job.get("target", "")),
-            e["reason"],
-            str((e.get("error") or {}).get("message", "")),
+            plain(e["job_id"]),
+            plain(e.get("at")),
+            plain(job.get("target", "") if isinstance(job, dict) else ""),
+            plain(e["reason"]),
+            plain((e.get("error") or {}).get("message", "")),
         )
     console.print(table)
 
 
 @dlq_app.command("show")
-def dlq_show(job_id: str, as_json: bool = JsonOption) -> None:
+def dlq_show(
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="Job id of the dead letter."),
+    as_json: bool = JsonOption,
+) -> None:
     """One dead-lettered job with its error."""
     entry = _dead_letters().get(job_id)
     if entry is None:
-        fail(f"no dead letter {job_id!r}", EXIT_FAILED)
-    emit_json(entry) if as_json else console.print_json(data=entry)
+        fail(f"no dead letter {job_id!r} (startproc dlq list shows them)", EXIT_FAILED)
+    emit_json(_shown(entry)) if as_json else console.print_json(data=_shown(entry))
 
 
 @dlq_app.command("replay")
-def dlq_replay(job_id: str, as_json: bool = JsonOption) -> None:
+def dlq_replay(
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="Job id of the dead letter."),
+    as_json: bool = JsonOption,
+) -> None:
     """Enqueue the job again as a new job with the same idempotency key."""
     from worker import producer
     from worker.keys import idempotency_key
@@ -162,7 +224,7 @@ def dlq_replay(job_id: str, as_json: bool = JsonOption) -> None:
     dlq = _dead_letters()
     entry = dlq.get(job_id)
     if entry is None:
-        fail(f"no dead letter {job_id!r}", EXIT_FAILED)
+        fail(f"no dead letter {job_id!r} (startproc dlq list shows them)", EXIT_FAILED)
     job = dict(entry["job"])
     job["idempotency_key"] = idempotency_key(
         target=job["target"],
@@ -173,9 +235,9 @@ def dlq_replay(job_id: str, as_json: bool = JsonOption) -> None:
     )
     for field in ("job_id", "enqueued_at"):
         job.pop(field, None)
-    new_id = producer.enqueue(job)
+    new_id = producer.publish([producer.prepare(job)], need_producer(current_settings()))[0]
     dlq.remove(job_id)
-    emit_json({"replayed": job_id, "job_id": new_id}) if as_json else console.print(new_id)
+    emit_json({"replayed": job_id, "job_id": new_id}) if as_json else console.print(plain(new_id))
 
 
 @dlq_app.command("purge")
@@ -183,18 +245,23 @@ def dlq_purge(
     yes: bool = typer.Option(False, "--yes", help="Do not ask."), as_json: bool = JsonOption
 ) -> None:
     """Delete every dead letter."""
+    dlq = _dead_letters()
     if not yes and not typer.confirm("Delete all dead letters?"):
         raise typer.Exit(EXIT_FAILED)
-    count = _dead_letters().purge()
+    count = dlq.purge()
     emit_json({"purged": count}) if as_json else console.print(f"purged {count}")
 
 
 def sandbox(
     engine: str = typer.Argument(
-        ..., help="camunda8 | camunda7 | processmaker4 | blueworks | tas | all"
+        ..., metavar="ENGINE", help="camunda8 | camunda7 | processmaker4 | blueworks | tas | all"
     ),
-    port: int = typer.Option(8088, "--port", help="Port (0 = any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(
+        8088, "--port", min=0, max=65535, metavar="PORT", help="Port (0 = any free port)."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run an engine emulator until Ctrl-C (for local development and demos)."""
@@ -203,14 +270,17 @@ def sandbox(
 
     if engine != "all" and engine not in ENGINE_NAMES:
         fail(f"unknown engine {engine!r}{did_you_mean(engine, ENGINE_NAMES)}")
-    server = SandboxServer(engines=engine, host=host, port=port).start()
+    try:
+        server = SandboxServer(engines=engine, host=host, port=port).start()
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
     names = list(ENGINE_NAMES) if engine == "all" else [engine]
     urls = {name: server.base_url(name) for name in names}
     if as_json:
         emit_json({"url": server.url, "base_urls": urls})
     else:
         for name, url in urls.items():
-            console.print(f"{name:14} base_url = {url}")
+            console.print(plain(f"{name:14} base_url = {url}"))
         console.print("Ctrl-C to stop")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

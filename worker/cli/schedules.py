@@ -5,54 +5,55 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 import typer
-from kombu.exceptions import OperationalError
-from rich.table import Table
 
-from worker import keys
 from worker.cli.common import (
-    EXIT_FAILED,
+    WAIT_HELP,
     JsonOption,
+    WaitCommand,
     console,
     current_settings,
     emit_json,
     fail,
+    need_producer,
+    plain,
     redact,
     result_exit_code,
     results_table,
 )
-from worker.errors import ConfigError
-from worker.models import Result
-from worker.schedules import Schedule, load_schedules, slot_key
-from worker.schedules_state import ScheduleState
-from worker.schedules_timing import iso_utc, resolve
-from worker.validation import did_you_mean
+
+if TYPE_CHECKING:
+    from worker.schedules import Schedule
 
 schedules_app = typer.Typer(
     help="Scheduled starts (STARTPROC_SCHEDULES): list, check, run one slot.",
     no_args_is_help=True,
 )
-FileOption = typer.Option(None, "--file", help="Schedules file (default STARTPROC_SCHEDULES).")
+FileOption = typer.Option(
+    None, "--file", metavar="FILE", help="Schedules file (default STARTPROC_SCHEDULES)."
+)
 
 
 def _load(path: Path | None, with_targets: bool = False) -> tuple[Path, list[Schedule]]:
+    """The schedules file; ``with_targets``: each schedule's target must be in the targets file
+    (whose ``${VAR}``s need not be set here)."""
+    from worker.schedules import load_schedules
+
     cfg = current_settings()
     path = path or cfg.schedules
-    try:
-        names = None
-        if with_targets:
-            from worker.config import Targets
+    names = None
+    if with_targets:
+        from worker.config import Targets
 
-            names = list(Targets.load(cfg.targets))
-        return path, load_schedules(path, names)
-    except ConfigError as exc:
-        fail(str(exc))
+        names = Targets.load(cfg.targets, need=()).names()
+    return path, load_schedules(path, names)
 
 
 def _find(schedules: list[Schedule], name: str) -> Schedule:
+    from worker.validation import did_you_mean
+
     for schedule in schedules:
         if schedule.name == name:
             return schedule
@@ -61,6 +62,13 @@ def _find(schedules: list[Schedule], name: str) -> Schedule:
 
 def _last_results(names: list[str]) -> dict[str, dict[str, Any]] | str:
     """Each schedule's newest started slot and its result, or why they cannot be read."""
+    import redis
+
+    from worker import keys
+    from worker.models import Result
+    from worker.schedules_state import ScheduleState
+    from worker.schedules_timing import iso_utc
+
     url = current_settings().effective_redis_url()
     if not url:
         return "no STARTPROC_REDIS_URL"
@@ -90,6 +98,8 @@ def _last_results(names: list[str]) -> dict[str, dict[str, Any]] | str:
 
 
 def _row(schedule: Schedule, now: datetime, count: int) -> dict[str, Any]:
+    from worker.schedules_timing import iso_utc
+
     return {
         "name": schedule.name,
         "enabled": schedule.enabled,
@@ -115,7 +125,9 @@ def _short(slot: datetime, schedule: Schedule) -> str:
 @schedules_app.command("list")
 def schedules_list(
     path: Path | None = FileOption,
-    count: int = typer.Option(3, "--count", "-n", min=1, max=100, help="Fire times to show."),
+    count: int = typer.Option(
+        3, "--count", "-n", min=1, max=100, metavar="N", help="Fire times to show."
+    ),
     state: bool = typer.Option(True, "--state/--no-state", help="Show each last result."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -129,7 +141,10 @@ def schedules_list(
     if as_json:
         emit_json(rows)
         return
-    table = Table(title=f"schedules ({path})")
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=plain(f"schedules ({path})"))
     table.add_column("schedule", overflow="fold")
     table.add_column("target", no_wrap=True)
     table.add_column("next (its zone = UTC)", no_wrap=True)
@@ -137,15 +152,17 @@ def schedules_list(
     for row, schedule in zip(rows, schedules, strict=True):
         off = "" if row["enabled"] else " [yellow](disabled)[/]"
         done = row["last"]
+        e = escape
         table.add_row(
-            f"[bold]{row['name']}[/]{off}\n[dim]{row['when']}\ncatch_up {row['catch_up']}[/]",
-            row["target"],
-            "\n".join(_short(s, schedule) for s in schedule.next_slots(now, count)),
-            f"{done['slot']}\n{done['status']}" if done else "",
+            f"[bold]{e(row['name'])}[/]{off}\n[dim]{e(row['when'])}\n"
+            f"catch_up {e(row['catch_up'])}[/]",
+            plain(row["target"]),
+            plain("\n".join(_short(s, schedule) for s in schedule.next_slots(now, count))),
+            plain(f"{done['slot']}\n{done['status']}" if done else ""),
         )
     console.print(table)
     if isinstance(last, str):
-        console.print(f"[yellow]last results not shown:[/] {last}")
+        console.print(f"[yellow]last results not shown:[/] {escape(last)}")
 
 
 @schedules_app.command("check")
@@ -153,10 +170,15 @@ def schedules_check(path: Path | None = FileOption, as_json: bool = JsonOption) 
     """Validate the schedules file, including that every target is in the targets file."""
     path, schedules = _load(path, with_targets=True)
     summary = {"file": str(path), "schedules": len(schedules), "status": "ok"}
-    emit_json(summary) if as_json else console.print(f"{path}: {len(schedules)} schedules, ok")
+    if as_json:
+        emit_json(summary)
+    else:
+        console.print(plain(f"{path}: {len(schedules)} schedules, ok"))
 
 
 def _slot(schedule: Schedule, at: str | None) -> datetime:
+    from worker.schedules_timing import iso_utc, resolve
+
     if at is None:
         return schedule.latest_slot(datetime.now(UTC))
     try:
@@ -171,17 +193,16 @@ def _slot(schedule: Schedule, at: str | None) -> datetime:
     return moment
 
 
-@schedules_app.command("run")
+@schedules_app.command("run", cls=WaitCommand)
 def schedules_run(
-    name: str = typer.Argument(..., help="Schedule name."),
+    name: str = typer.Argument(..., metavar="NAME", help="Schedule name."),
     at: str | None = typer.Option(
         None,
         "--at",
+        metavar="TIME",
         help="Slot to fire, ISO-8601 (no offset = the schedule's zone). Default: the latest slot.",
     ),
-    wait: float | None = typer.Option(
-        None, "--wait", help="Wait up to SECONDS for the result (exit 0 ok, 1 failed, 3 pending)."
-    ),
+    wait: float | None = typer.Option(None, "--wait", min=0, metavar="[SECONDS]", help=WAIT_HELP),
     path: Path | None = FileOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -191,27 +212,29 @@ def schedules_run(
     result says ``duplicate`` when the slot had already started an instance.
     """
     from worker import producer
+    from worker.schedules import slot_key
+    from worker.schedules_timing import iso_utc
 
-    _, schedules = _load(path)
+    _, schedules = _load(path, with_targets=True)
     schedule = _find(schedules, name)
     slot = _slot(schedule, at)
     job = producer.prepare(schedule.job(slot, job_id=str(uuid.uuid4())))
     cfg = current_settings()
-    try:
-        producer.publish([job], cfg.require_broker())
-    except ConfigError as exc:
-        fail(str(exc))
-    except OperationalError as exc:
-        fail(f"broker unreachable at {redact(str(cfg.broker_url))}: {exc}", EXIT_FAILED)
+    if wait is not None:
+        cfg.require_redis()  # waiting reads the results index: say so before sending
+    producer.publish([job], need_producer(cfg))
     sent = {"job_id": job["job_id"], "slot": iso_utc(slot), "idempotency_key": slot_key(name, slot)}
     if wait is None:
-        emit_json(sent) if as_json else console.print(f"{sent['job_id']}  slot {sent['slot']}")
+        if as_json:
+            emit_json(sent)
+        else:
+            console.print(plain(f"{sent['job_id']}  slot {sent['slot']}"))
         return
     result = producer.wait(job["job_id"], wait)
     if as_json:
         emit_json(result.model_dump(mode="json") if result else {**sent, "status": "pending"})
     elif result is None:
-        console.print(f"{sent['job_id']}: no result yet (pending)")
+        console.print(plain(f"{sent['job_id']}: no result yet (pending)"))
     else:
         console.print(results_table([result]))
     raise typer.Exit(result_exit_code(result))

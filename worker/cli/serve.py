@@ -19,8 +19,9 @@ from worker.cli.common import (
     emit_json,
     err_console,
     fail,
+    plain,
+    print_warning,
 )
-from worker.errors import ConfigError
 
 INSECURE_BANNER = (
     "[bold red]WARNING: the intake is running WITHOUT AUTHENTICATION "
@@ -28,11 +29,16 @@ INSECURE_BANNER = (
     "in every configured engine. Set STARTPROC_INTAKE_TOKENS for anything but a "
     "trusted local network."
 )
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on."
+    ),
+    port: int = typer.Option(
+        8080, "--port", min=0, max=65535, metavar="PORT", help="Port (0: any free one)."
+    ),
     insecure_no_auth: bool = typer.Option(
         False,
         "--insecure-no-auth",
@@ -41,7 +47,14 @@ def serve(
     print_openapi: bool = typer.Option(
         False, "--print-openapi", help="Print the OpenAPI document (docs/openapi.json) and exit."
     ),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    log_level: str = typer.Option(
+        "info",
+        "--log-level",
+        metavar="LEVEL",
+        help="Level of uvicorn's own lines (startup, requests): "
+        "critical, error, warning, info, debug, trace. They are formatted like every other "
+        "log line (STARTPROC_LOG_FORMAT).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Serve the HTTP intake: POST /jobs, GET /jobs/{id}, POST /batches, /healthz, /metrics.
@@ -51,6 +64,7 @@ def serve(
     """
     from worker.intake import create_app, openapi_text
     from worker.intake.auth import SHORT_TOKEN, parse_tokens
+    from worker.intake.context import intake_of_app
     from worker.intake.server import bind, server_for, url_of
 
     if print_openapi:
@@ -59,11 +73,13 @@ def serve(
         # Defaults, not the environment: the document must not depend on where it was printed.
         sys.stdout.write(openapi_text(create_app(Settings.model_construct(), allow_anonymous=True)))
         return
+    if log_level.lower() not in LOG_LEVELS:
+        fail(f"--log-level {log_level!r}: one of {', '.join(LOG_LEVELS)}")
     cfg = current_settings()
-    try:
-        app = create_app(cfg, allow_anonymous=insecure_no_auth)
-    except ConfigError as exc:
-        fail(str(exc))
+    app = create_app(cfg, allow_anonymous=insecure_no_auth)
+    # The whole targets file, checked now (its ${VAR}s need not be set here): POST /jobs
+    # refuses a job naming a target the file does not declare.
+    intake_of_app(app).targets()
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -71,15 +87,25 @@ def serve(
     url = url_of(sock)
     tokens = parse_tokens(cfg.intake_tokens)
     if not tokens:
-        err_console.print(INSECURE_BANNER.format(url=url), highlight=False)
+        from rich.markup import escape
+
+        err_console.print(INSECURE_BANNER.format(url=escape(url)))
     elif any(len(token) < SHORT_TOKEN for token in tokens):
-        err_console.print(
-            f"[yellow]warning:[/] an intake token is shorter than {SHORT_TOKEN} bytes; "
+        print_warning(
+            f"an intake token is shorter than {SHORT_TOKEN} bytes; "
             "use long random ones (python -c 'import secrets; print(secrets.token_urlsafe())')"
         )
     if as_json:
         emit_json({"url": url, "auth": bool(tokens)})
     else:
-        console.print(f"intake listening on {url} (auth: {'bearer' if tokens else 'NONE'})")
+        console.print(plain(f"intake listening on {url} (auth: {'bearer' if tokens else 'NONE'})"))
     sys.stdout.flush()
-    server_for(app, log_level).run(sockets=[sock])
+    _log_at(cfg.log_level)
+    server_for(app, log_level.lower()).run(sockets=[sock])
+
+
+def _log_at(level: str) -> None:
+    """The intake logs at STARTPROC_LOG_LEVEL (other commands stay quiet below WARNING)."""
+    import logging
+
+    logging.getLogger().setLevel(level.upper())

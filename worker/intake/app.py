@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from worker.config import Settings
+from worker.config import Settings, Targets
 from worker.errors import ConfigError
 from worker.intake import batches, jobs, ops
 from worker.intake.auth import BearerAuth, parse_tokens
@@ -29,8 +29,13 @@ def create_app(
     *,
     allow_anonymous: bool = False,
     publisher: Publisher | None = None,
+    targets: Targets | None = None,
 ) -> FastAPI:
-    """The intake for ``cfg``; ``publisher`` replaces the broker (for tests of the app alone)."""
+    """The intake for ``cfg``; ``publisher`` replaces the broker (for tests of the app alone).
+
+    ``targets``: the targets file, already validated (``startproc serve`` loads it
+    at start); by default it is read on the first request that needs it.
+    """
     tokens = parse_tokens(cfg.intake_tokens)
     if not tokens and not allow_anonymous:
         raise ConfigError(
@@ -43,7 +48,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.intake = Intake(cfg, publisher)
+    app.state.intake = Intake(cfg, publisher, targets)
     install_handlers(app)
     guarded = [
         Depends(BearerAuth(tokens, required=not allow_anonymous)),

@@ -157,11 +157,20 @@ async def post_batch(
     """Validate every row, then publish the valid ones (all rows must be valid by default)."""
     cfg = intake_of(request).settings
     try:
-        targets = load_targets(cfg.targets)
+        targets = load_targets(cfg.targets, frozenset({target}))
     except ConfigError as exc:
         raise ProblemError(
             503, "unavailable", "Service Unavailable", f"batches need the targets file: {exc}"
         ) from exc
+    unknown = targets.unknown(target, listing=False)
+    if unknown:
+        raise ProblemError(
+            422,
+            "invalid-batch",
+            "Invalid batch",
+            f"target: {unknown}",
+            errors=[FieldError(field="target", message=unknown)],
+        )
     with tempfile.TemporaryDirectory(prefix="startproc-batch-") as tmp:
         path, name, implied = await _spool(request, FsPath(tmp))
         if batch_id is None and name is None:

@@ -17,7 +17,7 @@ from fastapi import Request
 from kombu.connection import Connection
 from prometheus_client import CollectorRegistry
 
-from worker.config import Settings
+from worker.config import Settings, Targets, load_targets
 from worker.metrics import RedisCollector, broker_redis_url, registry_for_scrape
 from worker.results import ResultStore
 
@@ -39,7 +39,14 @@ def probe_client(url: str) -> redis.Redis:
 class Intake:
     settings: Settings
     publisher: Publisher | None = None
+    targets_file: Targets | None = None
     _probes: dict[str, redis.Redis] = field(default_factory=dict)
+
+    def targets(self) -> Targets:
+        """The targets file (names and shapes; no secret needed), read once; `ConfigError`."""
+        if self.targets_file is None:
+            self.targets_file = load_targets(self.settings.targets, frozenset())
+        return self.targets_file
 
     def publish(self, prepared: list[dict[str, Any]]) -> list[str]:
         """Send validated jobs to the jobs queue, by task name, on one connection."""
@@ -106,5 +113,9 @@ def _run(check: Callable[[], object]) -> dict[str, Any]:
 
 
 def intake_of(request: Request) -> Intake:
-    intake: Intake = request.app.state.intake
+    return intake_of_app(request.app)
+
+
+def intake_of_app(app: Any) -> Intake:
+    intake: Intake = app.state.intake
     return intake

@@ -18,8 +18,9 @@ from redis import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
+from worker.config import Targets
 from worker.errors import ConfigError, InvalidJob, StartprocError
-from worker.intake.context import intake_of
+from worker.intake.context import Intake, intake_of
 from worker.intake.docs import problems
 from worker.intake.problems import FieldError, ProblemError, job_field_errors
 from worker.intake.schemas import (
@@ -81,8 +82,12 @@ async def read_json(request: Request) -> Any:
         ) from None
 
 
-def prepare_all(raw: Any) -> list[dict[str, Any]]:
-    """Validate every job (all errors at once, by index); 422 if any is invalid."""
+def prepare_all(raw: Any, targets: Targets | None = None) -> list[dict[str, Any]]:
+    """Validate every job (all errors at once, by index); 422 if any is invalid.
+
+    With ``targets``, a job naming a target the file does not declare is invalid
+    too (field ``target``, with a suggestion): the worker would only fail it.
+    """
     if isinstance(raw, dict):
         items: list[Any] = [raw]
     elif isinstance(raw, list) and 1 <= len(raw) <= MAX_JOBS_PER_REQUEST:
@@ -103,11 +108,16 @@ def prepare_all(raw: Any) -> list[dict[str, Any]]:
     prepared, errors = [], []
     for index, item in enumerate(items):
         try:
-            prepared.append(prepare(_integral_numbers(item)))
+            job = prepare(_integral_numbers(item))
         except InvalidJob as exc:
             errors.extend(job_field_errors(index, exc.message))
         except RecursionError:
             errors.append(FieldError(index=index, field="", message="nested too deeply"))
+        else:
+            unknown = targets.unknown(job["target"], listing=False) if targets else None
+            if unknown:
+                errors.append(FieldError(index=index, field="target", message=unknown))
+            prepared.append(job)
     if errors:
         bad = len({e.index for e in errors})
         raise ProblemError(
@@ -170,8 +180,8 @@ def _integral_numbers(item: Any) -> Any:
 )
 async def post_jobs(request: Request) -> JSONResponse:
     """Validate every job, then publish them all; 202 with their ids in request order."""
-    prepared = prepare_all(await read_json(request))
     intake = intake_of(request)
+    prepared = prepare_all(await read_json(request), _targets(intake))
     try:
         ids = await run_in_threadpool(intake.publish, prepared)
     except (KombuError, RedisError, OSError, ConfigError) as exc:
@@ -181,6 +191,20 @@ async def post_jobs(request: Request) -> JSONResponse:
         status_code=202,
         headers={"Location": f"/jobs/{quote(ids[0], safe=':')}"},
     )
+
+
+def _targets(intake: Intake) -> Targets:
+    try:
+        return intake.targets()
+    except ConfigError as exc:
+        raise ProblemError(
+            503,
+            "unavailable",
+            "Service Unavailable",
+            "the intake cannot read its targets file; its log and `startproc targets check` "
+            "say why",
+            headers={"Retry-After": RETRY_AFTER},
+        ) from exc
 
 
 def _result_or(pending: JobPending | KeyPending, result: Result | None) -> JSONResponse:
@@ -199,20 +223,31 @@ RESULT_RESPONSES: dict[int | str, dict[str, Any]] = {
     "/jobs/{job_id}",
     summary="A job's result, or pending",
     response_model=None,
-    responses={**RESULT_RESPONSES, 202: {"model": JobPending, "description": "No result yet"}},
+    responses={
+        **RESULT_RESPONSES,
+        202: {"model": JobPending, "description": "No result yet"},
+        **problems(404),
+    },
 )
 async def get_job(request: Request, job_id: Annotated[str, Path(pattern=JOB_ID)]) -> JSONResponse:
-    """200 with the result once the job is decided; 202 ``pending`` until then.
+    """200 with the result once the job is decided; 202 ``pending`` until then; 404 unknown.
 
-    A job id that was never sent also reads as pending: the results index
-    cannot tell "not yet" from "never", and results expire after
-    ``STARTPROC_RETENTION_DAYS``.
+    Unknown: the id was never enqueued through startproc's producers (the
+    intake, the CLI, the Python API, batches, schedules), has no result and
+    is not in flight -- or its result expired after ``STARTPROC_RETENTION_DAYS``.
     """
     intake = intake_of(request)
     try:
-        result = await run_in_threadpool(lambda: intake.store.get(job_id))
+        result, known = await run_in_threadpool(lambda: intake.store.lookup(job_id))
     except (RedisError, ConfigError) as exc:
         raise unavailable("Redis", exc) from exc
+    if not known:
+        raise ProblemError(
+            404,
+            "not-found",
+            "Not Found",
+            f"no job {job_id!r}: never enqueued through startproc, or its result expired",
+        )
     return _result_or(JobPending(job_id=job_id), result)
 
 

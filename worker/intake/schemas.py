@@ -31,7 +31,7 @@ class JobsAccepted(_Out):
 
 
 class JobPending(_Out):
-    """No result yet: the job is queued or running, or its id is unknown."""
+    """No result yet: the job is queued or running (an unknown id is 404)."""
 
     job_id: str
     status: Literal["pending"] = "pending"

@@ -34,9 +34,15 @@ def url_of(sock: socket.socket) -> str:
 
 
 def server_for(app: FastAPI, log_level: str = "info") -> uvicorn.Server:
-    """A uvicorn server for ``app``; run it with ``server.run(sockets=[bind(...)])``."""
+    """A uvicorn server for ``app``; run it with ``server.run(sockets=[bind(...)])``.
+
+    ``log_config=None``: uvicorn keeps its hands off logging, so its lines (start-up,
+    one per request) go through the process' handlers, formatted as
+    ``STARTPROC_LOG_FORMAT`` says like every other line (`worker.logs`).
+    """
     config = uvicorn.Config(
         app,
+        log_config=None,
         log_level=log_level,
         proxy_headers=False,
         server_header=False,
