@@ -365,3 +365,19 @@ def test_a_fresh_lost_answer_is_looked_up_for_the_whole_window(
     assert run(rt, job, job_id="fresh", retries=1).status == "created"
     assert naps, "the lookup should have been repeated within the window"
     assert app.count() == 1
+
+
+def test_an_absurd_retry_after_is_capped_and_the_job_stays_within_the_sweepers_reach(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    """The countdown and the in-flight deadline both stay bounded, whatever the engine says."""
+    from worker.keys import INFLIGHT_DEADLINES
+
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "300000000000"}])
+    outcome = run(rt, C8_JOB, job_id="absurd")
+    assert isinstance(outcome, RetryLater)
+    assert outcome.countdown <= rt.service.policy.task_backoff_max
+    deadline = rt.service.ledger.client.zscore(INFLIGHT_DEADLINES, "absurd")
+    horizon = rt.service.policy.task_backoff_max + rt.service.decide_within
+    assert deadline is not None and deadline <= time.time() + horizon
+    assert run(rt, C8_JOB, job_id="absurd", retries=1).status == "created"

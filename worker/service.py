@@ -131,6 +131,7 @@ class StartService:
         except JobError as exc:
             return run.fail(exc)
         if isinstance(outcome, RetryLater):
+            outcome = RetryLater(self.policy.bounded(outcome.countdown), outcome.reason)
             self._track(delivery.job_id, raw_job, outcome.countdown)
         return outcome
 
@@ -167,6 +168,15 @@ class StartService:
         pipe.incr(retried_key(job_id))
         pipe.expire(retried_key(job_id), DELIVERY_COUNT_TTL)
         pipe.execute()
+
+    def retry_not_scheduled(self, job_id: str, raw_job: Any, countdown: float) -> None:
+        """The queue refused the retry (broker down or full): the sweeper re-drives it instead.
+
+        The job stays registered, due when its retry would have run, so the next
+        sweep after that re-enqueues it under the same id and key.
+        """
+        log.warning("job.retry_not_scheduled", job_id=job_id, countdown=round(countdown, 3))
+        self.inflight.track(job_id, raw_job, time.time() + countdown)
 
     def reject(self, raw_job: Any, delivery: Delivery, exc: InvalidJob) -> Outcome:
         """Decide a job that cannot be read at all: its one result is ``invalid``."""
