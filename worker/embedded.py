@@ -24,6 +24,8 @@ from types import TracebackType
 import redis
 
 _PR_SET_PDEATHSIG = 1
+DIR_PREFIX = "startproc-redis-"
+"""The data directory of an embedded server starts so (how `worker.redis_policy` knows it)."""
 
 
 def redis_server_binary() -> str:
@@ -62,7 +64,7 @@ class EmbeddedRedis:
     def __init__(self, appendonly: bool = False, port: int | None = None) -> None:
         self.appendonly = appendonly
         self.port = port or free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="startproc-redis-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -62,6 +62,9 @@ def serve(
     cfg = current_settings()
     try:
         app = create_app(cfg, allow_anonymous=insecure_no_auth)
+        from worker.redis_policy import check_settings
+
+        check_settings(cfg)  # the intake is a producer: an evicting Redis is refused at start
     except ConfigError as exc:
         fail(str(exc))
     try:
