@@ -213,3 +213,38 @@ def test_a_takeover_says_why_it_must_reconcile_and_how_long_ago_the_send_was(
     ledger.finish("t", "amb", c.fence, "AMBIGUOUS")
     lost = ledger.claim("t", "amb", "fp", "job-2")
     assert lost.maybe_sent and not lost.holder_died and 0.0 <= lost.since_send < 5.0
+
+
+def test_a_dead_holders_lease_ends_once_its_last_attempt_is_surely_over(
+    redis_client: redis.Redis,
+) -> None:
+    """A holder whose heartbeat expired (`worker.liveness`) keeps its lease only as long as
+    its last HTTP attempt could still be running, then a claim takes over and reconciles."""
+    from worker.keys import alive_key, ledger_key
+
+    ledger = make(redis_client, lease=120)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True, holder="host:1", attempt_seconds=16)
+    redis_client.set(alive_key("host:1"), "1", ex=20)
+    alive = ledger.claim("t", "k", "fp", "job-1", holder="host:2", attempt_seconds=16)
+    assert alive.status == "busy" and alive.wait_ms > 100_000  # its lease, all of it
+
+    redis_client.delete(alive_key("host:1"))  # the heartbeat expired: host:1 is dead
+    fresh = ledger.claim("t", "k", "fp", "job-1", holder="host:2", attempt_seconds=16)
+    assert fresh.status == "busy" and 15_000 < fresh.wait_ms <= 16_000  # its send may be out
+
+    seconds, _ = redis_client.time()
+    redis_client.hset(ledger_key("t", "k"), "updated_at", (int(seconds) - 17) * 1000)
+    taken = ledger.claim("t", "k", "fp", "job-1", holder="host:2", attempt_seconds=16)
+    assert taken.status == "claimed" and taken.fence == first.fence + 1
+    assert taken.maybe_sent and taken.holder_died and taken.since_send >= 17
+    assert ledger.get("t", "k")["holder"] == "host:2"
+    assert ledger.mark_sending("t", "k", first.fence) is None  # the old holder is fenced out
+
+
+def test_a_claim_without_a_holder_keeps_the_plain_lease(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client, lease=120)
+    ledger.claim("t", "k", "fp", "job-1", send=True)
+    from worker.keys import ledger_key
+
+    redis_client.hset(ledger_key("t", "k"), "updated_at", 0)
+    assert ledger.claim("t", "k", "fp", "job-2", holder="h:2", attempt_seconds=1).status == "busy"

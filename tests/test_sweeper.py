@@ -46,3 +46,37 @@ def test_stranded_results_are_published_after_the_grace(
     assert sweep(results, inflight, lambda _: None, outbox_grace=0).published == 1
     assert [m["job_id"] for m in drain(redis_url)] == ["stranded"]
     assert sweep(results, inflight, lambda _: None, outbox_grace=0).published == 0
+
+
+def test_jobs_of_a_worker_whose_heartbeat_expired_are_redriven_at_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """No waiting for the deadline (task time limit + lease + 60 s) or the broker's
+    visibility timeout: the holder's liveness key is gone, so its jobs are re-driven now."""
+    from worker.keys import alive_key
+
+    results, inflight = store(redis_url, redis_client), InFlight(redis_client)
+    later = time.time() + 600
+    job = {"target": "t", "process": "p"}
+    inflight.track("of-the-dead", job, later, holder="host:1")
+    inflight.track("of-the-living", job, later, holder="host:2")
+    inflight.track("decided", job, later, holder="host:1")
+    results.record(Result(job_id="decided", status="created", instance_id="1"))
+    redis_client.set(alive_key("host:2"), "1", ex=30)
+    sent: list[list[dict[str, Any]]] = []
+    report = sweep(results, inflight, sent.append, redrive_window=60)
+    assert sent == [[{**job, "job_id": "of-the-dead"}]]
+    assert report.redriven == 1 and report.orphans == 1 and report.cleared == 1
+    assert redis_client.hgetall("startproc:inflight:holders") == {"of-the-living": "host:2"}
+    assert sweep(results, inflight, sent.append, redrive_window=60).redriven == 0
+    assert len(sent) == 1  # once: the re-driven copy has no holder until a worker takes it
+
+
+def test_a_job_taken_over_by_a_live_worker_is_not_disowned(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    inflight = InFlight(redis_client)
+    inflight.track("j", {"target": "t", "process": "p"}, time.time() + 600, holder="host:1")
+    inflight.track("j", {"target": "t", "process": "p"}, time.time() + 600, holder="host:2")
+    assert not inflight.disown("j", "host:1")
+    assert inflight.disown("j", "host:2")

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # A message delivered this many times without being decided is poison: DLQ.
     max_deliveries: Annotated[int, Field(ge=1)] = 5
     sweep_interval: Annotated[float, Field(gt=0)] = 30.0
+    # A worker process's heartbeat key lives this long (refreshed every quarter of it);
+    # once it has expired, the sweeper re-drives the jobs that process was running.
+    liveness_ttl: Annotated[float, Field(ge=2, le=600)] = 20.0
     # Jobs our producers sent that have no result after this many seconds are
     # re-enqueued by the sweeper (the broker may have lost them); 0 turns it off.
     redrive_after: Annotated[float, Field(ge=0)] = 3600.0

@@ -8,6 +8,9 @@ One Redis hash per (target, idempotency key)::
     fence        grows on every claim; a holder with an older fence can't write
     lease_until  ms epoch (Redis server time); an IN_FLIGHT entry past it belongs
                  to a dead worker
+    holder       the worker process that claimed it (`worker.liveness`); once that
+                 worker's heartbeat key is gone and its last attempt is surely over
+                 (``attempt_ms`` since its last write), the lease counts as run out
     sent_fence   the fence of the last holder that was about to send; cleared only
                  when a send is known not to have created anything (RELEASED), so a
                  takeover knows whether any earlier holder may have created an instance
@@ -29,7 +32,7 @@ from typing import Literal
 
 import redis
 
-from worker.keys import ledger_key
+from worker.keys import alive_key, ledger_key
 from worker.redis_batch import ScriptCall
 
 ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
@@ -45,30 +48,41 @@ local h = KEYS[1]
 local fp, job = ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local send = ARGV[5] == '1'
+local holder, attempt, alive_prefix = ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local state = redis.call('HGET', h, 'state')
 if not state then
   if send then
     -- a fresh key: claimed and marked as being sent in one step
     redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
                'lease_until', now + lease, 'attempts', 1, 'sent_fence', 1, 'created_at', now,
-               'updated_at', now)
+               'updated_at', now, 'holder', holder)
     redis.call('EXPIRE', h, ttl)
     return {'claimed', 1, '', '', 0, 1, 0}
   end
   redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
-             'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now)
+             'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now,
+             'holder', holder)
   redis.call('EXPIRE', h, ttl)
   return {'claimed', 1, '', '', 0, 0, 0}
 end
 local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
-                     'sent_fence', 'attempts', 'updated_at')
+                     'sent_fence', 'attempts', 'updated_at', 'holder')
 if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0, 0} end
 if state == 'SUCCEEDED' then
   return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0), 0}
 end
 local lease_until = tonumber(f[4] or 0)
 if state == 'IN_FLIGHT' and lease_until > now then
-  return {'busy', 0, f[2] or '', '', lease_until - now, 0, 0}
+  -- A live lease, unless its holder's heartbeat is gone: then it ends once the holder's
+  -- last attempt is surely over (`attempt` ms after its last write), not at lease_until.
+  local last = tonumber(f[8] or now)
+  local owner = f[9]
+  if not owner or owner == '' or redis.call('EXISTS', alive_prefix .. owner) == 1 then
+    return {'busy', 0, f[2] or '', '', lease_until - now, 0, 0}
+  end
+  if now - last < attempt then
+    return {'busy', 0, f[2] or '', '', math.min(lease_until, last + attempt) - now, 0, 0}
+  end
 end
 -- Taking over: a dead holder or an AMBIGUOUS outcome may have created an instance.
 -- Any holder that marked a send counts, not only the last one: a holder that
@@ -80,7 +94,7 @@ if state == 'IN_FLIGHT' and f[6] then maybe_sent = 2 end
 local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
 local fence = redis.call('HINCRBY', h, 'fence', 1)
 redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
-           'updated_at', now)
+           'updated_at', now, 'holder', holder)
 redis.call('EXPIRE', h, ttl)
 return {'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since}
 """
@@ -136,16 +150,35 @@ class Ledger:
         self._finish = client.register_script(_FINISH)
 
     def claim(
-        self, target: str, key: str, fingerprint: str, job_id: str, send: bool = False
+        self,
+        target: str,
+        key: str,
+        fingerprint: str,
+        job_id: str,
+        send: bool = False,
+        holder: str = "",
+        attempt_seconds: float = 0.0,
     ) -> Claim:
         """Ask for the key. ``send``: a key nobody had is also marked as being sent.
 
         That saves `mark_sending`'s round trip for the common first attempt;
-        the caller then checks `Claim.sending` and skips it once.
+        the caller then checks `Claim.sending` and skips it once. ``holder``:
+        this worker process (`worker.liveness`), recorded with the claim.
+        ``attempt_seconds``: the longest one HTTP attempt to the target can
+        take; a dead holder's lease is taken over that long after its last write.
         """
         raw = self._claim(
             keys=[ledger_key(target, key)],
-            args=[fingerprint, job_id, self.lease_ms, self.ttl, "1" if send else "0"],
+            args=[
+                fingerprint,
+                job_id,
+                self.lease_ms,
+                self.ttl,
+                "1" if send else "0",
+                holder,
+                int(attempt_seconds * 1000),
+                alive_key(""),
+            ],
         )
         status, fence, other, instance, extra, attempts, since = raw
         if status == "busy":

@@ -1,13 +1,17 @@
 """The sweeper: re-drives what fell through the cracks. Run by beat, or `startproc sweep`.
 
-Two kinds of leftovers:
+Three kinds of leftovers:
 
 * results recorded but not published (a worker died between the two steps,
   or the broker refused the publish): published now from the outbox;
+* jobs whose worker process died while running them (its heartbeat key
+  expired, `worker.liveness`): re-enqueued at once, not after the broker's
+  visibility timeout or their deadline;
 * jobs a worker took but nobody decided before their deadline (a retry that
-  could not be re-queued, a lost message, a dead threads-pool worker):
-  re-enqueued under the same job id and idempotency key, which the ledger
-  turns into a no-op if the first copy is still alive somewhere.
+  could not be re-queued, a lost message): re-enqueued likewise.
+
+Re-enqueued means under the same job id and idempotency key, which the ledger
+turns into a no-op if the first copy is still alive somewhere.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class SweepReport:
     published: int
     redriven: int
     cleared: int
+    orphans: int = 0
+    """Of ``redriven``: jobs whose worker's heartbeat had expired."""
 
 
 def sweep(
@@ -45,18 +51,28 @@ def sweep(
     published = sum(
         results.publish_pending(job_id) for job_id in results.pending(older_than=outbox_grace)
     )
-    redrive: list[dict[str, Any]] = []
+    redrive: dict[str, dict[str, Any]] = {}
     cleared = 0
-    for job_id, job in inflight.overdue(now):
+    orphans = inflight.orphans()
+    for job_id, holder, _job in orphans:
+        inflight.disown(job_id, holder)
+    for job_id, job in [(j, job) for j, _h, job in orphans] + inflight.overdue(now):
+        if job_id in redrive:
+            continue
         if results.get(job_id) is not None or not isinstance(job, dict):
             inflight.done(job_id)
             cleared += 1
             continue
-        redrive.append({**job, "job_id": job.get("job_id") or job_id})
+        redrive[job_id] = {**job, "job_id": job.get("job_id") or job_id}
         inflight.track(job_id, job, now + redrive_window)
     if redrive:
-        republish(redrive)
-    report = SweepReport(published=published, redriven=len(redrive), cleared=cleared)
+        republish(list(redrive.values()))
+    report = SweepReport(
+        published=published,
+        redriven=len(redrive),
+        cleared=cleared,
+        orphans=sum(1 for job_id, _h, _j in orphans if job_id in redrive),
+    )
     if published or redrive or cleared:
         log.warning("sweeper.swept", **report.__dict__)
     return report
