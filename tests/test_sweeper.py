@@ -80,3 +80,18 @@ def test_a_job_taken_over_by_a_live_worker_is_not_disowned(
     inflight.track("j", {"target": "t", "process": "p"}, time.time() + 600, holder="host:2")
     assert not inflight.disown("j", "host:1")
     assert inflight.disown("j", "host:2")
+
+
+def test_dead_letters_older_than_the_retention_are_removed(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    from worker.dlq import DeadLetters
+
+    results, inflight = store(redis_url, redis_client), InFlight(redis_client)
+    dead = DeadLetters(redis_client)
+    dead.add("old", {"target": "t", "process": "p"}, "ambiguous", None)
+    dead.add("recent", {"target": "t", "process": "p"}, "ambiguous", None)
+    redis_client.zadd("startproc:dlq:order", {"old": time.time() - 91 * 86400})
+    report = sweep(results, inflight, lambda _: None, dead_letters=dead, dlq_retention=90 * 86400)
+    assert report.dead_letters_expired == 1
+    assert [e["job_id"] for e in dead.list()] == ["recent"] and dead.get("old") is None

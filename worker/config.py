@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # How long a lookup keeps searching before "not there" (C8 search lags seconds).
     reconcile_window: Annotated[float, Field(ge=0)] = 10.0
     retention_days: Annotated[int, Field(ge=1)] = 30
+    # Dead letters are kept this long, then the sweeper removes them (replays stay safe
+    # after the ledger forgot a key: see worker.settle).
+    dlq_retention_days: Annotated[int, Field(ge=1)] = 90
     # A message delivered this many times without being decided is poison: DLQ.
     max_deliveries: Annotated[int, Field(ge=1)] = 5
     sweep_interval: Annotated[float, Field(gt=0)] = 30.0

@@ -117,6 +117,63 @@ redis.call('EXPIRE', h, tonumber(ARGV[4]))
 return 1
 """
 
+ReplayMode = Literal["lookup", "unknown", "not_created"]
+
+_PREPARE_REPLAY = _NOW_MS + """
+local h = KEYS[1]
+local fp, job, mode, last, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local f = redis.call('HMGET', h, 'state', 'lease_until', 'sent_fence')
+local state = f[1]
+if not state then
+  if mode == 'not_created' then return 'ABSENT' end
+  -- Forgotten (retention): an earlier attempt may have created the instance.
+  redis.call('HSET', h, 'state', 'AMBIGUOUS', 'fingerprint', fp, 'job_id', job, 'fence', 1,
+             'sent_fence', 1, 'attempts', 0, 'lease_until', 0, 'created_at', now,
+             'updated_at', last)
+  redis.call('EXPIRE', h, ttl)
+  return 'UNKNOWN'
+end
+if state == 'SUCCEEDED' then return state end
+if state == 'IN_FLIGHT' and tonumber(f[2] or 0) > now then return 'BUSY' end
+if mode == 'not_created' then
+  redis.call('HINCRBY', h, 'fence', 1)
+  redis.call('HSET', h, 'state', 'RELEASED', 'lease_until', 0, 'updated_at', now)
+  redis.call('HDEL', h, 'sent_fence')
+  redis.call('EXPIRE', h, ttl)
+  return 'RELEASED'
+end
+local maybe_sent = state == 'AMBIGUOUS' or (state == 'IN_FLIGHT' and f[3])
+if mode == 'lookup' then
+  if not maybe_sent then
+    local fence = redis.call('HINCRBY', h, 'fence', 1)
+    redis.call('HSET', h, 'state', 'AMBIGUOUS', 'sent_fence', fence, 'lease_until', 0)
+  end
+  return 'LOOKUP'
+end
+if maybe_sent then return 'MAYBE_SENT' end
+return state
+"""
+
+_SETTLE_CREATED = _NOW_MS + """
+local h = KEYS[1]
+local fp, job, instance, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local f = redis.call('HMGET', h, 'state', 'instance_id', 'lease_until', 'job_id')
+if f[1] == 'SUCCEEDED' then
+  if f[2] == instance then return {'ALREADY', f[2], f[4] or ''} end
+  return {'CONFLICT', f[2] or '', f[4] or ''}
+end
+if f[1] == 'IN_FLIGHT' and tonumber(f[3] or 0) > now then return {'BUSY', '', f[4] or ''} end
+if f[1] then
+  redis.call('HINCRBY', h, 'fence', 1)
+else
+  redis.call('HSET', h, 'fingerprint', fp, 'fence', 1, 'attempts', 0, 'created_at', now)
+end
+redis.call('HSET', h, 'state', 'SUCCEEDED', 'instance_id', instance, 'job_id', job,
+           'lease_until', 0, 'updated_at', now, 'resolved_by', 'person')
+redis.call('EXPIRE', h, ttl)
+return {'SUCCEEDED', instance, job}
+"""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -148,6 +205,8 @@ class Ledger:
         self._claim = client.register_script(_CLAIM)
         self._mark = client.register_script(_MARK_SENDING)
         self._finish = client.register_script(_FINISH)
+        self._prepare_replay = client.register_script(_PREPARE_REPLAY)
+        self._settle_created = client.register_script(_SETTLE_CREATED)
 
     def claim(
         self,
@@ -218,3 +277,41 @@ class Ledger:
 
     def get(self, target: str, key: str) -> dict[str, str]:
         return dict(self.client.hgetall(ledger_key(target, key)))  # type: ignore[arg-type]
+
+    # ---- settling dead letters by hand (`worker.settle`)
+
+    def prepare_replay(
+        self, target: str, key: str, fingerprint: str, job_id: str, mode: ReplayMode, last: float
+    ) -> str:
+        """Make the entry say what a replay may do before its job is sent again.
+
+        ``lookup`` (an engine with a lookup): whatever the entry says, the
+        replay looks the instance up first (an entry forgotten after the
+        retention is recreated as AMBIGUOUS, last written at ``last``, a
+        Unix time, so one lookup is enough). ``unknown`` (no lookup): only a
+        forgotten entry is recreated as AMBIGUOUS. ``not_created`` (a person
+        checked): the entry is RELEASED, so the replay sends.
+
+        Returns ``UNKNOWN`` (recreated), ``LOOKUP``, ``MAYBE_SENT`` (no
+        lookup, and an instance may exist), ``RELEASED``, ``ABSENT``,
+        ``BUSY`` (a worker holds the key now) or the entry's state otherwise.
+        """
+        answer = self._prepare_replay(
+            keys=[ledger_key(target, key)],
+            args=[fingerprint, job_id, mode, int(last * 1000), self.ttl],
+        )
+        return str(answer)
+
+    def settle_created(
+        self, target: str, key: str, fingerprint: str, job_id: str, instance_id: str
+    ) -> tuple[str, str, str]:
+        """Record a success a person found in the engine: (verdict, instance id, job id).
+
+        ``SUCCEEDED`` (written), ``ALREADY`` (that very instance was recorded),
+        ``CONFLICT`` (another instance is recorded: returned with it) or
+        ``BUSY`` (a worker holds the key now). Other holders are fenced out.
+        """
+        verdict, instance, job = self._settle_created(
+            keys=[ledger_key(target, key)], args=[fingerprint, job_id, instance_id, self.ttl]
+        )
+        return str(verdict), str(instance), str(job)

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from worker.dlq import DeadLetters
 from worker.inflight import InFlight
 from worker.results import ResultStore
 
@@ -37,6 +38,7 @@ class SweepReport:
     cleared: int
     orphans: int = 0
     """Of ``redriven``: jobs whose worker's heartbeat had expired."""
+    dead_letters_expired: int = 0
 
 
 def sweep(
@@ -46,8 +48,16 @@ def sweep(
     outbox_grace: float = 30.0,
     redrive_window: float = 600.0,
     now: float | None = None,
+    dead_letters: DeadLetters | None = None,
+    dlq_retention: float | None = None,
 ) -> SweepReport:
+    """One pass; ``dlq_retention`` (seconds) also removes dead letters older than that."""
     now = time.time() if now is None else now
+    expired: tuple[str, ...] = ()
+    if dead_letters is not None and dlq_retention is not None:
+        expired = dead_letters.expire(now - dlq_retention)
+        if expired:
+            log.warning("dlq.expired", count=len(expired), job_ids=list(expired[:20]))
     published = sum(
         results.publish_pending(job_id) for job_id in results.pending(older_than=outbox_grace)
     )
@@ -72,6 +82,7 @@ def sweep(
         redriven=len(redrive),
         cleared=cleared,
         orphans=sum(1 for job_id, _h, _j in orphans if job_id in redrive),
+        dead_letters_expired=len(expired),
     )
     if published or redrive or cleared:
         log.warning("sweeper.swept", **report.__dict__)

@@ -103,6 +103,8 @@ def sweep() -> dict[str, int]:
         rt.service.inflight,
         producer.publish,
         redrive_window=rt.service.decide_within,
+        dead_letters=rt.dead_letters,
+        dlq_retention=rt.settings.dlq_retention_days * 86400.0,
     )
     return dict(report.__dict__)
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from worker.cli.common import (
@@ -16,15 +17,18 @@ from worker.cli.common import (
     console,
     current_settings,
     emit_json,
+    err_console,
     fail,
 )
 from worker.config import Targets
 from worker.dlq import DeadLetters
-from worker.errors import ConfigError
+from worker.errors import ConfigError, SettleError
+from worker.ledger import Ledger
 
 targets_app = typer.Typer(help="Inspect the configured targets.", no_args_is_help=True)
 dlq_app = typer.Typer(
-    help="Jobs that need a person: list, show, replay, purge.", no_args_is_help=True
+    help="Jobs that need a person: list, show, replay, resolve, delete, purge.",
+    no_args_is_help=True,
 )
 
 
@@ -153,29 +157,116 @@ def dlq_show(job_id: str, as_json: bool = JsonOption) -> None:
     emit_json(entry) if as_json else console.print_json(data=entry)
 
 
+REPLAY_NOTES = {
+    "UNKNOWN": "the ledger had forgotten the key: the job looks the instance up before sending",
+    "LOOKUP": "the job looks the instance up before sending",
+    "MAYBE_SENT": "target has retry_ambiguous = true: the job may send again",
+    "RELEASED": "resolved as not created: the job sends",
+    "ABSENT": "resolved as not created: the job sends",
+    "SUCCEEDED": "the ledger records an instance: the job ends as a duplicate of it",
+    "BUSY": "a worker holds the key now: the job waits for it",
+}
+
+
+def _settle_tools() -> tuple[Ledger, Targets]:
+    """The ledger and the targets a settling command needs (exit 2 on bad configuration)."""
+    from worker.config import load_targets
+    from worker.connections import shared_redis
+
+    cfg = current_settings()
+    try:
+        client = shared_redis(cfg.require_redis())
+        return Ledger(client, cfg.lease_seconds, cfg.retention_days), load_targets(cfg.targets)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 @dlq_app.command("replay")
 def dlq_replay(job_id: str, as_json: bool = JsonOption) -> None:
-    """Enqueue the job again as a new job with the same idempotency key."""
-    from worker import producer
-    from worker.keys import idempotency_key
+    """Enqueue the job again as a new job with the same idempotency key.
 
-    dlq = _dead_letters()
-    entry = dlq.get(job_id)
-    if entry is None:
-        fail(f"no dead letter {job_id!r}", EXIT_FAILED)
-    job = dict(entry["job"])
-    job["idempotency_key"] = idempotency_key(
-        target=job["target"],
-        process=str(job["process"]),
-        explicit=job.get("idempotency_key"),
-        business_key=job.get("business_key"),
-        job_id=job_id,
-    )
-    for field in ("job_id", "enqueued_at"):
-        job.pop(field, None)
-    new_id = producer.enqueue(job)
-    dlq.remove(job_id)
-    emit_json({"replayed": job_id, "job_id": new_id}) if as_json else console.print(new_id)
+    It looks the instance up before sending when the engine can be searched;
+    on one that cannot (Blueworks, TAS), an instance that may exist must be
+    settled first with `dlq resolve`.
+    """
+    from worker import producer, settle
+
+    ledger, targets = _settle_tools()
+    try:
+        done = settle.replay(_dead_letters(), ledger, targets, producer.enqueue, job_id)
+    except SettleError as exc:
+        fail(escape(str(exc)), EXIT_FAILED)
+    note = REPLAY_NOTES.get(done.ledger, f"ledger entry {done.ledger}")
+    if as_json:
+        emit_json({"replayed": job_id, "job_id": done.new_job_id, "ledger": done.ledger})
+    else:
+        console.print(done.new_job_id)
+        err_console.print(escape(f"replayed {job_id}: {note}"), highlight=False)
+
+
+@dlq_app.command("resolve")
+def dlq_resolve(
+    job_id: str,
+    created: str | None = typer.Option(
+        None,
+        "--created",
+        metavar="INSTANCE_ID",
+        help="The engine has the instance (you checked): record it and settle the dead letter.",
+    ),
+    not_created: bool = typer.Option(
+        False, "--not-created", help="The engine has no instance (you checked): replay sends."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Settle a dead letter checked by hand in the engine (Blueworks and TAS cannot be searched).
+
+    --created records the instance as the key's success and publishes the job's
+    one result as created, if the job never had one; --not-created lets the
+    next `dlq replay` send.
+    """
+    from worker import settle
+    from worker.runtime import result_store
+
+    if (created is None) == (not not_created):
+        fail("give exactly one of --created INSTANCE_ID and --not-created")
+    try:
+        if created is not None:
+            ledger, targets = _settle_tools()
+            results = result_store(current_settings())
+            done = settle.resolve_created(
+                _dead_letters(), ledger, results, targets, job_id, created
+            )
+        else:
+            done = settle.resolve_not_created(_dead_letters(), job_id)
+    except SettleError as exc:
+        fail(escape(str(exc)), EXIT_FAILED)
+    except ConfigError as exc:
+        fail(escape(str(exc)))
+    if as_json:
+        emit_json(done.__dict__)
+    elif done.resolution == "created":
+        published = (
+            "its created result was published"
+            if done.result_published
+            else "it already had a result, which stays"
+        )
+        console.print(
+            escape(f"{job_id}: created as instance {done.instance_id}; {published}"),
+            highlight=False,
+        )
+    else:
+        console.print(
+            escape(f"{job_id}: not created; `startproc dlq replay {job_id}` sends it again"),
+            highlight=False,
+        )
+
+
+@dlq_app.command("delete")
+def dlq_delete(job_id: str, as_json: bool = JsonOption) -> None:
+    """Delete one dead letter (nothing is started or published)."""
+    if not _dead_letters().remove(job_id):
+        fail(escape(f"no dead letter {job_id!r}"), EXIT_FAILED)
+    emit_json({"deleted": job_id}) if as_json else console.print(escape(f"deleted {job_id}"))
 
 
 @dlq_app.command("purge")
