@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -95,3 +96,49 @@ def test_dead_letters_older_than_the_retention_are_removed(
     report = sweep(results, inflight, lambda _: None, dead_letters=dead, dlq_retention=90 * 86400)
     assert report.dead_letters_expired == 1
     assert [e["job_id"] for e in dead.list()] == ["recent"] and dead.get("old") is None
+
+
+def test_a_results_queue_nobody_consumes_is_warned_about(redis_client: redis.Redis) -> None:
+    from structlog.testing import capture_logs
+
+    from worker.sweeper import warn_results_backlog
+
+    redis_client.lpush("startproc.results", *range(5))
+    with capture_logs() as logs:
+        assert warn_results_backlog(redis_client, "startproc.results", threshold=5) == 5
+        assert warn_results_backlog(redis_client, "startproc.results", threshold=0) == 5
+    assert logs == []
+    redis_client.lpush("startproc.results", "one more")
+    with capture_logs() as logs:
+        assert warn_results_backlog(redis_client, "startproc.results", threshold=5) == 6
+    [warning] = logs
+    assert warning["event"] == "results.queue_backlog" and warning["log_level"] == "warning"
+    assert warning["depth"] == 6 and "STARTPROC_RESULTS_QUEUE_WARN_DEPTH" in warning["message"]
+
+
+def test_the_sweep_task_checks_the_results_backlog(
+    redis_url: str, redis_client: redis.Redis, sandbox: Any, tmp_path: Path
+) -> None:
+    """Beat's sweep (the task's own function, run here in-process) is where the warning lives."""
+    from structlog.testing import capture_logs
+
+    from worker import demo, tasks
+    from worker.config import environment
+    from worker.runtime import runtime
+
+    env = {
+        "STARTPROC_BROKER_URL": redis_url,
+        "STARTPROC_REDIS_URL": redis_url,
+        "STARTPROC_TARGETS": str(demo.write_targets(sandbox, tmp_path / "targets.toml")),
+        "STARTPROC_RESULTS_QUEUE_WARN_DEPTH": "2",
+        demo.SECRET_VAR: demo.DEMO_SECRET,
+    }
+    redis_client.lpush("startproc.results", "a", "b", "c")
+    with environment(env):
+        runtime.cache_clear()
+        try:
+            with capture_logs() as logs:
+                tasks.sweep.run()
+        finally:
+            runtime.cache_clear()
+    assert [e["depth"] for e in logs if e["event"] == "results.queue_backlog"] == [3]

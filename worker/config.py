@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # Dead letters are kept this long, then the sweeper removes them (replays stay safe
     # after the ledger forgot a key: see worker.settle).
     dlq_retention_days: Annotated[int, Field(ge=1)] = 90
+    # The results queue (Redis broker) has no cap and no TTL: past this many waiting
+    # results, each sweep logs a warning (nobody consumes it?). 0 turns it off.
+    results_queue_warn_depth: Annotated[int, Field(ge=0)] = 100_000
     # A message delivered this many times without being decided is poison: DLQ.
     max_deliveries: Annotated[int, Field(ge=1)] = 5
     sweep_interval: Annotated[float, Field(gt=0)] = 30.0

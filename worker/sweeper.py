@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 import structlog
 
 from worker.dlq import DeadLetters
@@ -87,3 +88,25 @@ def sweep(
     if published or redrive or cleared:
         log.warning("sweeper.swept", **report.__dict__)
     return report
+
+
+def warn_results_backlog(broker: redis.Redis, queue: str, threshold: int) -> int:
+    """The results queue's depth on a Redis broker; a warning past ``threshold`` (0: never).
+
+    The queue has no cap and no TTL (a result must not vanish unread), so a
+    queue nobody consumes grows until Redis is full; this says so early.
+    """
+    from worker.metrics import queue_depths
+
+    [depth] = queue_depths(broker, queue)
+    if threshold and depth > threshold:
+        log.warning(
+            "results.queue_backlog",
+            queue=queue,
+            depth=depth,
+            threshold=threshold,
+            message="results are not being consumed: the queue has no cap or TTL and grows "
+            "until Redis is full (see the README's sizing table); start its consumer, or "
+            "raise STARTPROC_RESULTS_QUEUE_WARN_DEPTH",
+        )
+    return depth

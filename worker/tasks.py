@@ -95,7 +95,10 @@ def _reject_message(message: Any, why: str) -> None:
 def sweep() -> dict[str, int]:
     """Publish stranded results and re-drive undecided jobs (run by beat)."""
     from worker import producer
+    from worker.connections import shared_redis
+    from worker.metrics import broker_redis_url
     from worker.sweeper import sweep as run_sweep
+    from worker.sweeper import warn_results_backlog
 
     rt = runtime()
     report = run_sweep(
@@ -106,6 +109,11 @@ def sweep() -> dict[str, int]:
         dead_letters=rt.dead_letters,
         dlq_retention=rt.settings.dlq_retention_days * 86400.0,
     )
+    broker = broker_redis_url(rt.settings.broker_url)
+    if broker is not None:
+        warn_results_backlog(
+            shared_redis(broker), rt.settings.results_queue, rt.settings.results_queue_warn_depth
+        )
     return dict(report.__dict__)
 
 
