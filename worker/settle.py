@@ -53,6 +53,18 @@ class Replayed:
     new_job_id: str
     ledger: str
     """What the replay's first run will find (`Ledger.prepare_replay`'s answer)."""
+    note: str = ""
+    """The same for a person."""
+
+
+NOTES = {
+    "UNKNOWN": "the ledger had forgotten the key: the job looks the instance up before sending",
+    "LOOKUP": "the job looks the instance up before sending",
+    "RELEASED": "resolved as not created: the job sends",
+    "ABSENT": "resolved as not created: the job sends",
+    "SUCCEEDED": "the ledger records an instance: the job ends as a duplicate of it",
+    "BUSY": "a worker holds the key now: the job waits for it",
+}
 
 
 @dataclass(frozen=True)
@@ -124,11 +136,14 @@ def replay(
             f"idempotency key {dead.key!r}, then `startproc dlq resolve {job_id} --created "
             f"INSTANCE_ID` (it was) or `--not-created` (it was not; a replay then sends)"
         )
+    note = NOTES.get(state, f"the ledger entry is {state}: the job sends")
+    if unsure:
+        note = "the target has retry_ambiguous = true: the job sends again without a lookup"
     job = {k: v for k, v in dead.raw.items() if k not in ("job_id", "enqueued_at")}
     job["idempotency_key"] = dead.key
     new_job_id = enqueue(job)
     dead_letters.remove(job_id)
-    return Replayed(job_id, new_job_id, state)
+    return Replayed(job_id, new_job_id, state, note)
 
 
 def resolve_created(

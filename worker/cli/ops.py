@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import typer
+from kombu.exceptions import OperationalError
 from rich.markup import escape
 from rich.table import Table
 
@@ -157,17 +158,6 @@ def dlq_show(job_id: str, as_json: bool = JsonOption) -> None:
     emit_json(entry) if as_json else console.print_json(data=entry)
 
 
-REPLAY_NOTES = {
-    "UNKNOWN": "the ledger had forgotten the key: the job looks the instance up before sending",
-    "LOOKUP": "the job looks the instance up before sending",
-    "MAYBE_SENT": "target has retry_ambiguous = true: the job may send again",
-    "RELEASED": "resolved as not created: the job sends",
-    "ABSENT": "resolved as not created: the job sends",
-    "SUCCEEDED": "the ledger records an instance: the job ends as a duplicate of it",
-    "BUSY": "a worker holds the key now: the job waits for it",
-}
-
-
 def _settle_tools() -> tuple[Ledger, Targets]:
     """The ledger and the targets a settling command needs (exit 2 on bad configuration)."""
     from worker.config import load_targets
@@ -196,12 +186,15 @@ def dlq_replay(job_id: str, as_json: bool = JsonOption) -> None:
         done = settle.replay(_dead_letters(), ledger, targets, producer.enqueue, job_id)
     except SettleError as exc:
         fail(escape(str(exc)), EXIT_FAILED)
-    note = REPLAY_NOTES.get(done.ledger, f"ledger entry {done.ledger}")
+    except ConfigError as exc:  # e.g. a Redis that may evict keys, a queue of another type
+        fail(escape(str(exc)))
+    except OperationalError as exc:
+        fail(escape(f"broker unreachable: {type(exc).__name__}"), EXIT_FAILED)
     if as_json:
         emit_json({"replayed": job_id, "job_id": done.new_job_id, "ledger": done.ledger})
     else:
         console.print(done.new_job_id)
-        err_console.print(escape(f"replayed {job_id}: {note}"), highlight=False)
+        err_console.print(escape(f"replayed {job_id}: {done.note}"), highlight=False)
 
 
 @dlq_app.command("resolve")
