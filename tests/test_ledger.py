@@ -339,8 +339,90 @@ def test_a_repeated_takeover_claim_gives_the_first_answer_again(
     ledger = make(redis_client)
     first = ledger.claim("t", "k", "fp", "job-1", send=True)
     redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # the holder died after sending
-    takeover = ledger.claim("t", "k", "fp", "job-1", holder="h-2")
-    again = ledger.claim("t", "k", "fp", "job-1", holder="h-2")
+    takeover = ledger.claim("t", "k", "fp", "job-1", call="h-2")
+    again = ledger.claim("t", "k", "fp", "job-1", call="h-2")
     assert takeover.maybe_sent and takeover.holder_died and takeover.fence == first.fence + 1
     assert again == takeover
-    assert ledger.claim("t", "k", "fp", "job-1", holder="h-3").status == "busy"
+    assert ledger.claim("t", "k", "fp", "job-1", call="h-3").status == "busy"
+
+
+def test_a_dead_holders_lease_ends_once_its_last_attempt_is_surely_over(
+    redis_client: redis.Redis,
+) -> None:
+    """A holder whose heartbeat expired (`worker.liveness`) keeps its lease only as long as
+    its last HTTP attempt could still be running, then a claim takes over and reconciles."""
+    from worker.keys import alive_key, ledger_key
+
+    ledger = make(redis_client, lease=120)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True, holder="host:1", attempt_seconds=16)
+    redis_client.set(alive_key("host:1"), "1", ex=20)
+    alive = ledger.claim("t", "k", "fp", "job-1", holder="host:2", attempt_seconds=16)
+    assert alive.status == "busy" and alive.wait_ms > 100_000  # its lease, all of it
+
+    redis_client.delete(alive_key("host:1"))  # the heartbeat expired: host:1 is dead
+    fresh = ledger.claim("t", "k", "fp", "job-1", holder="host:2", attempt_seconds=16)
+    assert fresh.status == "busy" and 15_000 < fresh.wait_ms <= 16_000  # its send may be out
+
+    seconds, _ = redis_client.time()
+    redis_client.hset(ledger_key("t", "k"), "updated_at", (int(seconds) - 17) * 1000)
+    taken = ledger.claim("t", "k", "fp", "job-1", holder="host:2", attempt_seconds=16)
+    assert taken.status == "claimed" and taken.fence == first.fence + 1
+    assert taken.maybe_sent and taken.holder_died and taken.since_send >= 17
+    assert ledger.get("t", "k")["holder"] == "host:2"
+    assert ledger.mark_sending("t", "k", first.fence) is None  # the old holder is fenced out
+
+
+def test_a_claim_without_a_holder_keeps_the_plain_lease(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client, lease=120)
+    ledger.claim("t", "k", "fp", "job-1", send=True)
+    from worker.keys import ledger_key
+
+    redis_client.hset(ledger_key("t", "k"), "updated_at", 0)
+    assert ledger.claim("t", "k", "fp", "job-2", holder="h:2", attempt_seconds=1).status == "busy"
+
+
+def test_a_replay_after_the_entry_expired_finds_it_ambiguous(redis_client: redis.Redis) -> None:
+    """A forgotten key is not a fresh key: an earlier attempt may have created the instance."""
+    ledger = make(redis_client)
+    dead_at = time.time() - 40 * 86400
+    assert ledger.prepare_replay("t", "k", "fp", "dead", "unknown", dead_at) == "UNKNOWN"
+    claim = ledger.claim("t", "k", "fp", "replay")
+    assert claim.status == "claimed" and claim.maybe_sent and claim.since_send > 39 * 86400
+
+
+def test_a_replay_on_an_engine_with_lookup_always_looks_up(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    ledger.finish("t", "k", first.fence, "RELEASED")  # known not created...
+    assert ledger.prepare_replay("t", "k", "fp", "job-1", "unknown", time.time()) == "RELEASED"
+    assert not ledger.claim("t", "k", "fp", "x").maybe_sent  # ...the ledger may say so
+    ledger.client.hset("startproc:ledger:t:k", "lease_until", 0)
+    assert ledger.prepare_replay("t", "k", "fp", "job-1", "lookup", time.time()) == "LOOKUP"
+    assert ledger.claim("t", "k", "fp", "replay").maybe_sent  # ...but a replay looks anyway
+
+
+def test_not_created_releases_an_ambiguous_entry(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    ledger.finish("t", "k", first.fence, "AMBIGUOUS")
+    assert ledger.prepare_replay("t", "k", "fp", "job-1", "unknown", 0) == "MAYBE_SENT"
+    assert ledger.prepare_replay("t", "k", "fp", "job-1", "not_created", 0) == "RELEASED"
+    claim = ledger.claim("t", "k", "fp", "replay")
+    assert claim.status == "claimed" and not claim.maybe_sent
+    assert ledger.mark_sending("t", "k", first.fence) is None  # the old holder is fenced out
+
+
+def test_a_success_found_by_hand_is_recorded_once(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    ledger.finish("t", "k", first.fence, "AMBIGUOUS")
+    assert ledger.settle_created("t", "k", "fp", "job-1", "i-7") == ("SUCCEEDED", "i-7", "job-1")
+    assert ledger.settle_created("t", "k", "fp", "job-1", "i-7")[0] == "ALREADY"
+    assert ledger.settle_created("t", "k", "fp", "job-1", "i-8") == ("CONFLICT", "i-7", "job-1")
+    duplicate = ledger.claim("t", "k", "fp", "job-2")
+    assert duplicate.status == "duplicate" and duplicate.instance_id == "i-7"
+    assert not ledger.finish("t", "k", first.fence, "SUCCEEDED", "i-9")  # fenced out
+    assert ledger.settle_created("t", "gone", "fp", "job-3", "i-1")[0] == "SUCCEEDED"
+    live = ledger.claim("t", "busy", "fp", "job-4")
+    assert live.status == "claimed"
+    assert ledger.settle_created("t", "busy", "fp", "job-4", "i-2")[0] == "BUSY"

@@ -317,3 +317,15 @@ def test_the_private_dir_is_named_after_the_worker_that_made_it(
     made, _ = run_forking({})
     owner = Path(made).name.removeprefix(metrics.MULTIPROC_PREFIX).split("-", 1)[0]
     assert owner.isdigit() and int(owner) != os.getpid()  # the child python's pid
+
+
+def test_the_results_queue_depth_is_a_gauge(
+    collector: metrics.RedisCollector, redis_client: redis.Redis
+) -> None:
+    """The results list has no cap and no TTL: its depth is how an operator sees it grow."""
+    assert value(gauges(collector), "startproc_results_queue_depth", queue="startproc.results") == 0
+    redis_client.lpush("startproc.results", "a", "b")
+    redis_client.lpush("startproc.results\x06\x166", "c")  # kombu's list for priority 6
+    full = gauges(collector)
+    assert value(full, "startproc_results_queue_depth", queue="startproc.results") == 3
+    assert value(full, "startproc_jobs_queue_depth", queue="startproc.jobs") == 0

@@ -71,4 +71,19 @@ def test_celery_countdown_grows_with_jitter_and_is_capped() -> None:
         value = p.countdown(retries)
         ceiling = min(30.0, 2 ** (retries + 1))
         assert ceiling / 2 <= value <= ceiling
-    assert p.countdown(0, retry_after=45) == 45
+    assert p.countdown(0, retry_after=25) == 25  # Retry-After is a floor, up to the cap
+    assert p.countdown(0, retry_after=45) == 30
+
+
+@pytest.mark.parametrize("retry_after", [300_000_000_000.0, float("inf"), 601.0])
+def test_every_countdown_is_capped_even_an_absurd_retry_after(retry_after: float) -> None:
+    """`Retry-After: 300000000000` once became Celery's countdown: the retry's ETA
+    overflowed, Celery rejected the message, and the job was silently dropped."""
+    p, _ = policy(cap=1.0, task_backoff_max=600.0)
+    assert p.countdown(0, retry_after=retry_after) == 600.0
+    assert p.countdown(3, retry_after=retry_after) == 600.0
+
+
+def test_a_huge_retry_count_does_not_overflow_the_backoff() -> None:
+    p, _ = policy(cap=5.0, task_backoff_max=600.0)
+    assert 300.0 <= p.countdown(5000) <= 600.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -588,3 +589,38 @@ def test_a_dot_path_segment_is_invalid_not_normalised_away(
     assert result.error.message.startswith(field)
     assert sandbox.app("camunda7").stats()["start_requests"] == 0
     assert sandbox.app("camunda7").count() == 0
+
+
+def test_an_absurd_retry_after_is_capped_and_the_job_stays_within_the_sweepers_reach(
+    rt: Runtime, sandbox: SandboxServer
+) -> None:
+    """The countdown and the in-flight deadline both stay bounded, whatever the engine says."""
+    from worker.keys import INFLIGHT_DEADLINES
+
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "300000000000"}])
+    outcome = run(rt, C8_JOB, job_id="absurd")
+    assert isinstance(outcome, RetryLater)
+    assert outcome.countdown <= rt.service.policy.task_backoff_max
+    deadline = rt.service.ledger.client.zscore(INFLIGHT_DEADLINES, "absurd")
+    horizon = rt.service.policy.task_backoff_max + rt.service.decide_within
+    assert deadline is not None and deadline <= time.time() + horizon
+    assert run(rt, C8_JOB, job_id="absurd", retries=1).status == "created"
+
+
+def test_a_job_names_its_worker_process_until_it_is_decided_or_waits_in_the_broker(
+    rt: Runtime, sandbox: SandboxServer, redis_client: Any
+) -> None:
+    from worker.keys import INFLIGHT_HOLDERS, alive_key
+
+    holder = rt.service.holder()
+    assert holder.endswith(f":{os.getpid()}")
+    ttl_ms = redis_client.pttl(alive_key(holder))
+    assert 0 < ttl_ms <= rt.settings.liveness_ttl * 1000
+    rt.service._arrive(C8_JOB, Delivery(job_id="held"))
+    assert redis_client.hgetall(INFLIGHT_HOLDERS) == {"held": holder}
+    sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}])
+    assert isinstance(run(rt, C8_JOB, job_id="held"), RetryLater)
+    assert redis_client.hgetall(INFLIGHT_HOLDERS) == {}  # a planned retry: nobody runs it
+    assert run(rt, C8_JOB, job_id="held", retries=1).status == "created"
+    assert redis_client.hgetall(INFLIGHT_HOLDERS) == {}
+    assert redis_client.hget("startproc:ledger:camunda8:job:held", "holder") == holder

@@ -107,7 +107,10 @@ class Sender:
 
     def __enter__(self) -> Sender:
         from worker.celery_app import app
+        from worker.config import settings
+        from worker.redis_policy import check_settings
 
+        check_settings(settings(), self.broker_url)  # as every producer: no evicting Redis
         self.app = app
         connection = self._stack.enter_context(app.connection_for_write(self.broker_url))
         connection.ensure_connection(max_retries=3)

@@ -309,6 +309,9 @@ def _fail_fast(**_: Any) -> None:
         from worker.runtime import runtime
 
         runtime()
+        from worker.redis_policy import check_settings
+
+        check_settings(cfg)  # an evicting Redis loses ledger entries: refused at start
         declare_broker_entities(cfg)
     except ConfigError as exc:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None

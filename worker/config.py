@@ -71,9 +71,18 @@ class Settings(BaseSettings):
     # How long a lookup keeps searching before "not there" (C8 search lags seconds).
     reconcile_window: Annotated[float, Field(ge=0)] = 10.0
     retention_days: Annotated[int, Field(ge=1)] = 30
+    # Dead letters are kept this long, then the sweeper removes them (replays stay safe
+    # after the ledger forgot a key: see worker.settle).
+    dlq_retention_days: Annotated[int, Field(ge=1)] = 90
+    # The results queue (Redis broker) has no cap and no TTL: past this many waiting
+    # results, each sweep logs a warning (nobody consumes it?). 0 turns it off.
+    results_queue_warn_depth: Annotated[int, Field(ge=0)] = 100_000
     # A message delivered this many times without being decided is poison: DLQ.
     max_deliveries: Annotated[int, Field(ge=1)] = 5
     sweep_interval: Annotated[float, Field(gt=0)] = 30.0
+    # A worker process's heartbeat key lives this long (refreshed every quarter of it);
+    # once it has expired, the sweeper re-drives the jobs that process was running.
+    liveness_ttl: Annotated[float, Field(ge=2, le=600)] = 20.0
     # Jobs our producers sent that have no result after this many seconds are
     # re-enqueued by the sweeper (the broker may have lost them); 0 turns it off.
     redrive_after: Annotated[float, Field(ge=0)] = 3600.0

@@ -3,7 +3,9 @@
 A job lands here when its retries are exhausted, when its outcome is
 ambiguous on an engine that cannot be searched (Blueworks, TAS), or when it
 keeps killing workers. Entries keep the original job, so a replay reuses its
-idempotency key and can never double-start what did get created.
+idempotency key; `worker.settle` makes sure a replay looks up before it sends,
+even after the ledger has forgotten the key. Entries older than
+``STARTPROC_DLQ_RETENTION_DAYS`` are removed by the sweeper.
 """
 
 from __future__ import annotations
@@ -36,6 +38,27 @@ class DeadLetters:
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.client.hget(keys.DLQ, job_id)
         return json.loads(str(raw)) if raw else None
+
+    def mark(self, job_id: str, **fields: Any) -> dict[str, Any] | None:
+        """Add ``fields`` to an entry (a person's resolution); None when there is no entry."""
+        entry = self.get(job_id)
+        if entry is None:
+            return None
+        entry.update(fields)
+        self.client.hset(keys.DLQ, job_id, json.dumps(entry, default=str))
+        return entry
+
+    def expire(self, before: float, limit: int = 500) -> tuple[str, ...]:
+        """Remove entries dead-lettered before ``before`` (Unix time); their job ids."""
+        order = f"{keys.DLQ}:order"
+        found: Any = self.client.zrangebyscore(order, "-inf", before, start=0, num=limit)
+        ids = tuple(str(job_id) for job_id in found)
+        if ids:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(keys.DLQ, *ids)
+            pipe.zrem(order, *ids)
+            pipe.execute()
+        return ids
 
     def remove(self, job_id: str) -> bool:
         pipe = self.client.pipeline(transaction=True)

@@ -24,6 +24,8 @@ from types import TracebackType
 import redis
 
 _PR_SET_PDEATHSIG = 1
+DIR_PREFIX = "startproc-redis-"
+"""The data directory of an embedded server starts so (how `worker.redis_policy` knows it)."""
 
 
 def redis_server_binary() -> str:
@@ -68,7 +70,7 @@ class EmbeddedRedis:
         self.keep = data_dir is not None
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
-        self.dir = data_dir or Path(tempfile.mkdtemp(prefix="startproc-redis-"))
+        self.dir = data_dir or Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -5,6 +5,7 @@ class decides what happens next (retry, fail, reconcile)::
 
     StartprocError
     ├── ConfigError          bad targets file / environment: fails at start-up
+    ├── SettleError          a dead letter cannot be settled as asked (`worker.settle`)
     └── JobError             something went wrong with one job
         ├── InvalidJob       the job itself is malformed           -> failed, kind "invalid"
         ├── PermanentError   the engine refused; retrying won't help -> failed, kind "permanent"
@@ -29,6 +30,10 @@ class StartprocError(Exception):
 
 class ConfigError(StartprocError):
     """Configuration cannot be used; raised at start-up, never at the first job."""
+
+
+class SettleError(StartprocError):
+    """A dead letter cannot be replayed or resolved as asked; the message says what to do."""
 
 
 class JobError(StartprocError):

@@ -77,6 +77,13 @@ OUTBOX = f"{PREFIX}:outbox"
 DLQ = f"{PREFIX}:dlq"
 INFLIGHT = f"{PREFIX}:inflight"
 INFLIGHT_DEADLINES = f"{PREFIX}:inflight:deadlines"
+INFLIGHT_HOLDERS = f"{PREFIX}:inflight:holders"
+"""Job id -> the worker process running it now (`worker.liveness`)."""
+
+
+def alive_key(holder: str) -> str:
+    """A worker process's heartbeat (expires when it stops beating)."""
+    return f"{PREFIX}:alive:{holder}"
 
 
 def batch_counters(batch_id: str) -> str:

@@ -9,6 +9,9 @@ One Redis hash per (target, idempotency key)::
                  entry Redis lost is rebuilt by its holder's outcome, see `finish`)
     lease_until  ms epoch (Redis server time); an IN_FLIGHT entry past it belongs
                  to a dead worker
+    holder       the worker process that claimed it (`worker.liveness`); once that
+                 worker's heartbeat key is gone and its last attempt is surely over
+                 (``attempt_ms`` since its last write), the lease counts as run out
     sent_fence   the fence of the last holder that was about to send; cleared only
                  when a send is known not to have created anything (RELEASED), so a
                  takeover knows whether any earlier holder may have created an instance
@@ -17,7 +20,7 @@ One Redis hash per (target, idempotency key)::
                  holder that died after marking a send); never cleared, so every later
                  claim reconciles first: the lost instance may show up in a search
                  long after a later send was settled (RELEASED or FAILED)
-    holder       a token of the claim call that holds the key, and ``claim_reply``
+    claim_call   a token of the claim call that holds the key, and ``claim_reply``
                  its answer: redis-py resends a command whose answer was lost
                  (a timeout), and the resent claim must get the same answer, not
                  "busy" from its own lease
@@ -39,7 +42,7 @@ from typing import Literal
 
 import redis
 
-from worker.keys import ledger_key
+from worker.keys import alive_key, ledger_key
 from worker.redis_batch import ScriptCall
 
 ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
@@ -54,15 +57,17 @@ _CLAIM = _NOW_MS + """
 local h = KEYS[1]
 local fp, job = ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local send, holder = ARGV[5] == '1', ARGV[6]
-local s = redis.call('HMGET', h, 'state', 'holder', 'claim_reply')
+local send = ARGV[5] == '1'
+local holder, attempt, alive_prefix = ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local call = ARGV[9]
+local s = redis.call('HMGET', h, 'state', 'claim_call', 'claim_reply')
 local state = s[1]
-if state == 'IN_FLIGHT' and s[2] == holder then
+if state == 'IN_FLIGHT' and s[2] == call then
   -- this very call again (redis-py resends a command whose answer was lost): same answer
   return cjson.decode(s[3])
 end
 local function claimed(reply)
-  redis.call('HSET', h, 'holder', holder, 'claim_reply', cjson.encode(reply))
+  redis.call('HSET', h, 'holder', holder, 'claim_call', call, 'claim_reply', cjson.encode(reply))
   redis.call('EXPIRE', h, ttl)
   return reply
 end
@@ -79,14 +84,23 @@ if not state then
   return claimed({'claimed', 1, '', '', 0, 0, 0})
 end
 local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
-                     'sent_fence', 'attempts', 'updated_at', 'lost_send')
+                     'sent_fence', 'attempts', 'updated_at', 'lost_send', 'holder')
 if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0, 0} end
 if state == 'SUCCEEDED' then
   return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0), 0}
 end
 local lease_until = tonumber(f[4] or 0)
 if state == 'IN_FLIGHT' and lease_until > now then
-  return {'busy', 0, f[2] or '', '', lease_until - now, 0, 0}
+  -- A live lease, unless its holder's heartbeat is gone: then it ends once the holder's
+  -- last attempt is surely over (`attempt` ms after its last write), not at lease_until.
+  local last = tonumber(f[8] or now)
+  local owner = f[10]
+  if not owner or owner == '' or redis.call('EXISTS', alive_prefix .. owner) == 1 then
+    return {'busy', 0, f[2] or '', '', lease_until - now, 0, 0}
+  end
+  if now - last < attempt then
+    return {'busy', 0, f[2] or '', '', math.min(lease_until, last + attempt) - now, 0, 0}
+  end
 end
 -- Taking over: a dead holder or an AMBIGUOUS outcome may have created an instance.
 -- Any holder that marked a send counts, not only the last one: a holder that
@@ -138,6 +152,64 @@ redis.call('EXPIRE', h, tonumber(ARGV[4]))
 return 1
 """
 
+ReplayMode = Literal["lookup", "unknown", "not_created"]
+
+_PREPARE_REPLAY = _NOW_MS + """
+local h = KEYS[1]
+local fp, job, mode, last, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local f = redis.call('HMGET', h, 'state', 'lease_until', 'sent_fence', 'lost_send')
+local state = f[1]
+if not state then
+  if mode == 'not_created' then return 'ABSENT' end
+  -- Forgotten (retention): an earlier attempt may have created the instance.
+  redis.call('HSET', h, 'state', 'AMBIGUOUS', 'fingerprint', fp, 'job_id', job, 'fence', 1,
+             'sent_fence', 1, 'attempts', 0, 'lease_until', 0, 'created_at', now,
+             'updated_at', last)
+  redis.call('EXPIRE', h, ttl)
+  return 'UNKNOWN'
+end
+if state == 'SUCCEEDED' then return state end
+if state == 'IN_FLIGHT' and tonumber(f[2] or 0) > now then return 'BUSY' end
+if mode == 'not_created' then
+  redis.call('HINCRBY', h, 'fence', 1)
+  redis.call('HSET', h, 'state', 'RELEASED', 'lease_until', 0, 'updated_at', now)
+  -- a person checked the engine: no lost send is left to look for
+  redis.call('HDEL', h, 'sent_fence', 'lost_send')
+  redis.call('EXPIRE', h, ttl)
+  return 'RELEASED'
+end
+local maybe_sent = state == 'AMBIGUOUS' or f[4] == '1' or (state == 'IN_FLIGHT' and f[3])
+if mode == 'lookup' then
+  if not maybe_sent then
+    local fence = redis.call('HINCRBY', h, 'fence', 1)
+    redis.call('HSET', h, 'state', 'AMBIGUOUS', 'sent_fence', fence, 'lease_until', 0)
+  end
+  return 'LOOKUP'
+end
+if maybe_sent then return 'MAYBE_SENT' end
+return state
+"""
+
+_SETTLE_CREATED = _NOW_MS + """
+local h = KEYS[1]
+local fp, job, instance, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local f = redis.call('HMGET', h, 'state', 'instance_id', 'lease_until', 'job_id')
+if f[1] == 'SUCCEEDED' then
+  if f[2] == instance then return {'ALREADY', f[2], f[4] or ''} end
+  return {'CONFLICT', f[2] or '', f[4] or ''}
+end
+if f[1] == 'IN_FLIGHT' and tonumber(f[3] or 0) > now then return {'BUSY', '', f[4] or ''} end
+if f[1] then
+  redis.call('HINCRBY', h, 'fence', 1)
+else
+  redis.call('HSET', h, 'fingerprint', fp, 'fence', 1, 'attempts', 0, 'created_at', now)
+end
+redis.call('HSET', h, 'state', 'SUCCEEDED', 'instance_id', instance, 'job_id', job,
+           'lease_until', 0, 'updated_at', now, 'resolved_by', 'person')
+redis.call('EXPIRE', h, ttl)
+return {'SUCCEEDED', instance, job}
+"""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -169,6 +241,8 @@ class Ledger:
         self._claim = client.register_script(_CLAIM)
         self._mark = client.register_script(_MARK_SENDING)
         self._finish = client.register_script(_FINISH)
+        self._prepare_replay = client.register_script(_PREPARE_REPLAY)
+        self._settle_created = client.register_script(_SETTLE_CREATED)
 
     def claim(
         self,
@@ -177,14 +251,19 @@ class Ledger:
         fingerprint: str,
         job_id: str,
         send: bool = False,
-        holder: str | None = None,
+        holder: str = "",
+        attempt_seconds: float = 0.0,
+        call: str | None = None,
     ) -> Claim:
         """Ask for the key. ``send``: a key nobody had is also marked as being sent.
 
         That saves `mark_sending`'s round trip for the common first attempt;
-        the caller then checks `Claim.sending` and skips it once. ``holder``
-        identifies this call (a fresh token by default), so the client library
-        may safely resend it after a timeout.
+        the caller then checks `Claim.sending` and skips it once. ``holder``:
+        this worker process (`worker.liveness`), recorded with the claim.
+        ``attempt_seconds``: the longest one HTTP attempt to the target can
+        take; a dead holder's lease is taken over that long after its last write.
+        ``call`` identifies this call (a fresh token by default), so the client
+        library may safely resend it after a timeout.
         """
         raw = self._claim(
             keys=[ledger_key(target, key)],
@@ -194,7 +273,10 @@ class Ledger:
                 self.lease_ms,
                 self.ttl,
                 "1" if send else "0",
-                holder or uuid.uuid4().hex,
+                holder,
+                int(attempt_seconds * 1000),
+                alive_key(""),
+                call or uuid.uuid4().hex,
             ],
         )
         status, fence, other, instance, extra, attempts, since = raw
@@ -276,3 +358,41 @@ class Ledger:
 
     def get(self, target: str, key: str) -> dict[str, str]:
         return dict(self.client.hgetall(ledger_key(target, key)))  # type: ignore[arg-type]
+
+    # ---- settling dead letters by hand (`worker.settle`)
+
+    def prepare_replay(
+        self, target: str, key: str, fingerprint: str, job_id: str, mode: ReplayMode, last: float
+    ) -> str:
+        """Make the entry say what a replay may do before its job is sent again.
+
+        ``lookup`` (an engine with a lookup): whatever the entry says, the
+        replay looks the instance up first (an entry forgotten after the
+        retention is recreated as AMBIGUOUS, last written at ``last``, a
+        Unix time, so one lookup is enough). ``unknown`` (no lookup): only a
+        forgotten entry is recreated as AMBIGUOUS. ``not_created`` (a person
+        checked): the entry is RELEASED, so the replay sends.
+
+        Returns ``UNKNOWN`` (recreated), ``LOOKUP``, ``MAYBE_SENT`` (no
+        lookup, and an instance may exist), ``RELEASED``, ``ABSENT``,
+        ``BUSY`` (a worker holds the key now) or the entry's state otherwise.
+        """
+        answer = self._prepare_replay(
+            keys=[ledger_key(target, key)],
+            args=[fingerprint, job_id, mode, int(last * 1000), self.ttl],
+        )
+        return str(answer)
+
+    def settle_created(
+        self, target: str, key: str, fingerprint: str, job_id: str, instance_id: str
+    ) -> tuple[str, str, str]:
+        """Record a success a person found in the engine: (verdict, instance id, job id).
+
+        ``SUCCEEDED`` (written), ``ALREADY`` (that very instance was recorded),
+        ``CONFLICT`` (another instance is recorded: returned with it) or
+        ``BUSY`` (a worker holds the key now). Other holders are fenced out.
+        """
+        verdict, instance, job = self._settle_created(
+            keys=[ledger_key(target, key)], args=[fingerprint, job_id, instance_id, self.ttl]
+        )
+        return str(verdict), str(instance), str(job)

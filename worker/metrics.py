@@ -6,7 +6,8 @@ Two kinds of numbers, collected two ways:
   outcome) are counters and a histogram, incremented where they happen
   (`worker.service`) with one call each;
 * **backlogs** (dead letters, ledger entries, jobs waiting in the queue,
-  results in the outbox) are read from Redis *when scraped*, by
+  results in the outbox or waiting on the results queue) are read from Redis
+  *when scraped*, by
   `RedisCollector`, so they are right whichever process scrapes them (the
   intake, a worker's exporter, or both) and cost nothing between scrapes.
 
@@ -153,6 +154,17 @@ def _queue_lists(name: str) -> list[str]:
     return [name, *(f"{name}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)]
 
 
+def queue_depths(broker: redis.Redis, *queues: str) -> list[int]:
+    """Messages waiting in each of ``queues`` on a Redis broker (priority lists included)."""
+    pipe = broker.pipeline(transaction=False)
+    for queue in queues:
+        for name in _queue_lists(queue):
+            pipe.llen(name)
+    lengths = [int(n) for n in pipe.execute()]
+    step = len(_PRIORITY_STEPS) + 1
+    return [sum(lengths[i : i + step]) for i in range(0, len(lengths), step)]
+
+
 def _ledger_size(client: redis.Redis) -> float:
     """Ledger entries: exact on small databases, a sampled estimate on large ones.
 
@@ -192,10 +204,12 @@ class RedisCollector(Collector):
         client: Callable[[], redis.Redis],
         jobs_queue: str,
         broker: Callable[[], redis.Redis | None] | None = None,
+        results_queue: str = "startproc.results",
     ) -> None:
         self._client = client
         self._broker = broker
         self.jobs_queue = jobs_queue
+        self.results_queue = results_queue
 
     def describe(self) -> Iterable[Any]:
         """Nothing up front: the registry must not call Redis when the collector is added."""
@@ -229,16 +243,21 @@ class RedisCollector(Collector):
         )
         broker = self._broker() if self._broker else None
         if broker is not None:
-            pipe = broker.pipeline(transaction=False)
-            for name in _queue_lists(self.jobs_queue):
-                pipe.llen(name)
-            depth = sum(int(n) for n in pipe.execute())
+            depth, results = queue_depths(broker, self.jobs_queue, self.results_queue)
             yield _gauge(
                 "startproc_jobs_queue_depth",
                 "Start jobs waiting in the broker's jobs queue (Redis broker only).",
                 depth,
                 ["queue"],
                 [self.jobs_queue],
+            )
+            yield _gauge(
+                "startproc_results_queue_depth",
+                "Results nobody has consumed yet on the results queue (Redis broker only); "
+                "it has no cap and no TTL, so a queue nobody reads fills Redis.",
+                results,
+                ["queue"],
+                [self.results_queue],
             )
 
 
@@ -272,6 +291,7 @@ def redis_collector_from_settings() -> RedisCollector:
         lambda: shared_redis(cfg.require_redis()),
         cfg.jobs_queue,
         (lambda: shared_redis(broker)) if broker else None,
+        cfg.results_queue,
     )
 
 

@@ -18,6 +18,7 @@ from worker.config import settings
 from worker.connections import shared_broker_connection, shared_redis
 from worker.inflight import InFlight
 from worker.models import Job, Result, iso_ms, utcnow
+from worker.redis_policy import check_settings
 
 if TYPE_CHECKING:
     from worker.results import ResultStore
@@ -77,6 +78,7 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
 
     cfg = settings()
     url = broker_url or cfg.require_broker()
+    check_settings(cfg, url)  # once per process and URL: an evicting Redis is refused
     queue = jobs_queue_for(cfg, url)
     prepared = list(prepared)
     register(prepared)

@@ -78,6 +78,15 @@ class RetryPolicy:
         return retrying(fn)
 
     def countdown(self, retries_done: int, retry_after: float | None = None) -> float:
-        """Seconds before the Celery-level retry number ``retries_done + 1``."""
-        ceiling = min(self.task_backoff_max, self.cap * 2 ** (retries_done + 1))
-        return max(retry_after or 0.0, random.uniform(ceiling / 2, ceiling))
+        """Seconds before the Celery-level retry number ``retries_done + 1``.
+
+        Never over ``task_backoff_max``, not even for the engine's ``Retry-After``:
+        an absurd one (``300000000000``) would overflow the retry's ETA, and Celery
+        drops a retry it cannot publish.
+        """
+        ceiling = min(self.task_backoff_max, self.cap * 2.0 ** min(retries_done + 1, 64))
+        return self.bounded(max(retry_after or 0.0, random.uniform(ceiling / 2, ceiling)))
+
+    def bounded(self, countdown: float) -> float:
+        """``countdown`` capped at ``task_backoff_max`` (every countdown goes through here)."""
+        return min(countdown, self.task_backoff_max)

@@ -18,6 +18,7 @@ from worker.engines import EngineCache
 from worker.errors import ConfigError
 from worker.inflight import InFlight
 from worker.ledger import Ledger
+from worker.liveness import Liveness
 from worker.ratelimit import RateLimiter
 from worker.results import KombuPublisher, ResultStore
 from worker.retry import RetryPolicy
@@ -93,6 +94,7 @@ def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None
         max_deliveries=cfg.max_deliveries,
         reconcile_window=cfg.reconcile_window,
         decide_within=float(cfg.task_time_limit + cfg.lease_seconds + 60),
+        liveness=Liveness(client, cfg.liveness_ttl),
     )
     return Runtime(cfg, targets, service, results, dead_letters)
 

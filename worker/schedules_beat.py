@@ -40,6 +40,7 @@ from celery import beat
 
 from worker.config import Settings, load_targets, settings
 from worker.errors import ConfigError
+from worker.redis_policy import check_settings
 from worker.schedules import load_schedules
 from worker.schedules_fire import Firer
 from worker.schedules_state import ScheduleState
@@ -110,6 +111,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # celery ships no types
             # like the workers: a jobs queue of another type on RabbitMQ stops beat
             # here, saying what to do, instead of failing every slot's publish
             declare_broker_entities(cfg)
+            check_settings(cfg)  # beat publishes jobs: the same Redis check as producers
         except ConfigError as exc:
             raise SystemExit(f"startproc beat: configuration error:\n{exc}") from None
         log.info("schedules.loaded", summary=self.summary)

@@ -47,6 +47,7 @@ from worker.keys import (
     retried_key,
 )
 from worker.ledger import Claim, FinalState, Ledger
+from worker.liveness import Liveness
 from worker.metrics import ambiguous_outcome, in_call_retry, job_finished
 from worker.models import ErrorInfo, Job, Result, Status, own_job_id, utcnow
 from worker.ratelimit import RateLimiter
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 
 DELIVERY_COUNT_TTL = 86400
 """Seconds the per-job delivery counters are kept after the last delivery."""
+ATTEMPT_MARGIN_SECONDS = 1.0
+"""Added to connect_timeout + timeout: the longest one attempt can hold a key (as for leases)."""
 
 log = structlog.get_logger("worker.service")
 
@@ -109,6 +112,8 @@ class StartService:
     max_deliveries: int = 5
     decide_within: float = 600.0
     """Seconds after which the sweeper re-drives a job nobody decided."""
+    liveness: Liveness | None = None
+    """This process's heartbeat: its jobs and claims name it, so its death is seen soon."""
     sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ entry
@@ -136,6 +141,7 @@ class StartService:
         except JobError as exc:
             return run.fail(exc)
         if isinstance(outcome, RetryLater):
+            outcome = RetryLater(self.policy.bounded(outcome.countdown), outcome.reason)
             self._track(delivery.job_id, raw_job, outcome.countdown)
         return outcome
 
@@ -156,9 +162,8 @@ class StartService:
         pipe.expire(key, DELIVERY_COUNT_TTL)
         pipe.get(retried_key(delivery.job_id))
         if isinstance(raw_job, dict):
-            self.inflight.track(
-                delivery.job_id, raw_job, time.time() + self.decide_within, pipe=pipe
-            )
+            deadline = time.time() + self.decide_within
+            self.inflight.track(delivery.job_id, raw_job, deadline, pipe=pipe, holder=self.holder())
         raw_result, count, _, retried, *_ = pipe.execute()
         existing = Result.model_validate_json(raw_result) if raw_result else None
         # Celery's own count still covers retries the service never saw (internal errors).
@@ -168,10 +173,24 @@ class StartService:
     def _track(self, job_id: str, raw_job: Any, after: float) -> None:
         """A planned retry: move the sweeper's deadline and count it as a delivery not lost."""
         pipe = self.ledger.client.pipeline(transaction=True)
-        self.inflight.track(job_id, raw_job, time.time() + after + self.decide_within, pipe=pipe)
+        deadline = time.time() + after + self.decide_within
+        self.inflight.track(job_id, raw_job, deadline, pipe=pipe, holder="")  # in the broker now
         pipe.incr(retried_key(job_id))
         pipe.expire(retried_key(job_id), DELIVERY_COUNT_TTL)
         pipe.execute()
+
+    def holder(self) -> str:
+        """This worker process as the holder of its jobs and claims ("" without liveness)."""
+        return self.liveness.holder() if self.liveness is not None else ""
+
+    def retry_not_scheduled(self, job_id: str, raw_job: Any, countdown: float) -> None:
+        """The queue refused the retry (broker down or full): the sweeper re-drives it instead.
+
+        The job stays registered, due when its retry would have run, so the next
+        sweep after that re-enqueues it under the same id and key.
+        """
+        log.warning("job.retry_not_scheduled", job_id=job_id, countdown=round(countdown, 3))
+        self.inflight.track(job_id, raw_job, time.time() + countdown)
 
     def reject(self, raw_job: Any, delivery: Delivery, exc: InvalidJob) -> Outcome:
         """Decide a job that cannot be read at all: its one result is ``invalid``."""
@@ -283,13 +302,23 @@ class _Run:
     def _claim(self) -> Claim:
         svc = self.service
         fp = self.fingerprint
+        target = svc.targets[self.job.target]
         # With a rate limit the send may wait for a token, so it is marked only then;
         # without credentials in place it is marked once they are (after a token fetch).
-        send = not svc.targets[self.job.target].rate_limit and self.prepared is not None
+        send = not target.rate_limit and self.prepared is not None
+        attempt = target.connect_timeout + target.timeout + ATTEMPT_MARGIN_SECONDS
         deadline = time.monotonic() + svc.busy_wait
         delay = 0.02
         while True:
-            claim = svc.ledger.claim(self.job.target, self.key, fp, self.job_id, send=send)
+            claim = svc.ledger.claim(
+                self.job.target,
+                self.key,
+                fp,
+                self.job_id,
+                send=send,
+                holder=svc.holder(),
+                attempt_seconds=attempt,
+            )
             if claim.status != "busy" or time.monotonic() + delay > deadline:
                 return claim
             svc.sleep(min(delay, claim.wait_ms / 1000))

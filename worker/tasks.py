@@ -7,19 +7,20 @@ re-queueing with a countdown.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import celery.worker.consumer
 import redis
 import structlog
 from celery import Task, signals
+from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from worker.celery_app import SWEEP_TASK_NAME, TASK_NAME, app
 from worker.errors import InvalidJob
 from worker.models import iso_ms, utcnow
 from worker.runtime import runtime
-from worker.service import Delivery, RetryLater, identified
+from worker.service import Delivery, RetryLater, StartService, identified
 
 log = structlog.get_logger("worker.tasks")
 INFRA_RETRY_SECONDS = 2.0
@@ -50,19 +51,34 @@ def start_process(self: Task, *args: Any, job: Any = None, **unexpected: Any) ->
             outcome = service.handle(job, delivery)
         except (redis.RedisError, OperationalError) as exc:
             log.warning("job.infrastructure_unavailable", error=type(exc).__name__)
-            raise self.retry(
-                countdown=INFRA_RETRY_SECONDS, max_retries=None, kwargs={"job": job}
-            ) from None
+            _retry(self, service, delivery.job_id, job, INFRA_RETRY_SECONDS)
         except Exception as exc:
             log.exception("job.internal_error")
             if delivery.retries >= service.policy.task_max_retries:
                 why = f"internal error after {delivery.retries + 1} attempts: {type(exc).__name__}"
                 return service.give_up(job, delivery, why).result.status  # type: ignore[union-attr]
-            countdown = service.policy.countdown(delivery.retries)
-            raise self.retry(countdown=countdown, max_retries=None, kwargs={"job": job}) from None
+            _retry(self, service, delivery.job_id, job, service.policy.countdown(delivery.retries))
         if isinstance(outcome, RetryLater):
-            raise self.retry(countdown=outcome.countdown, max_retries=None, kwargs={"job": job})
+            _retry(self, service, delivery.job_id, job, outcome.countdown)
         return outcome.result.status
+
+
+def _retry(task: Task, service: StartService, job_id: str, job: Any, countdown: float) -> NoReturn:
+    """Re-queue the job with a countdown; if that publish fails, leave the job to the sweeper.
+
+    Celery turns a retry it cannot publish (broker down or full, an ETA out of
+    range) into a Reject that drops the message; the job's in-flight entry is
+    then made due when the retry would have run, so the sweeper re-drives it.
+    """
+    try:
+        raise task.retry(countdown=countdown, max_retries=None, kwargs={"job": job}) from None
+    except Reject as exc:
+        log.warning("job.retry_publish_failed", error=type(exc.reason).__name__)
+        try:
+            service.retry_not_scheduled(job_id, job, countdown)
+        except Exception as inner:  # Redis down too: the deadline set before the retry stands
+            log.warning("job.retry_not_registered", error=type(inner).__name__)
+        raise
 
 
 def _reject_message(message: Any, why: str) -> None:
@@ -80,7 +96,10 @@ def _reject_message(message: Any, why: str) -> None:
 def sweep() -> dict[str, int]:
     """Publish stranded results and re-drive undecided jobs (run by beat)."""
     from worker import producer
+    from worker.connections import shared_redis
+    from worker.metrics import broker_redis_url
     from worker.sweeper import sweep as run_sweep
+    from worker.sweeper import warn_results_backlog
 
     rt = runtime()
     report = run_sweep(
@@ -88,7 +107,14 @@ def sweep() -> dict[str, int]:
         rt.service.inflight,
         producer.publish,
         redrive_window=rt.service.decide_within,
+        dead_letters=rt.dead_letters,
+        dlq_retention=rt.settings.dlq_retention_days * 86400.0,
     )
+    broker = broker_redis_url(rt.settings.broker_url)
+    if broker is not None:
+        warn_results_backlog(
+            shared_redis(broker), rt.settings.results_queue, rt.settings.results_queue_warn_depth
+        )
     return dict(report.__dict__)
 
 

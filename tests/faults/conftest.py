@@ -175,15 +175,18 @@ def faults(
     marker = request.node.get_closest_marker("stack_env")
     extra = dict(marker.kwargs) if marker else {}
     appendonly = bool(extra.pop("appendonly", False))
+    # production_timings: every setting and target timeout at its default (BASE_ENV off)
+    production = bool(extra.pop("production_timings", False))
     with EmbeddedRedis(appendonly=appendonly) as server:
         targets = demo.write_targets(sandbox, tmp_path / "targets.toml")
-        # Short HTTP timeouts so the short lease above still outlasts one attempt.
-        short = "\ntimeout = 2\nconnect_timeout = 1\nengine = "
-        targets.write_text(targets.read_text().replace("\nengine = ", short))
+        if not production:
+            # Short HTTP timeouts so the short lease above still outlasts one attempt.
+            short = "\ntimeout = 2\nconnect_timeout = 1\nengine = "
+            targets.write_text(targets.read_text().replace("\nengine = ", short))
         demo.configure_sandbox(sandbox)
         (tmp_path / "markers").mkdir()
         env = {
-            **BASE_ENV,
+            **({} if production else BASE_ENV),
             "STARTPROC_BROKER_URL": server.url,
             "STARTPROC_REDIS_URL": server.url,
             "STARTPROC_TARGETS": str(targets),

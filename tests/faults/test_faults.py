@@ -14,7 +14,8 @@ import redis
 
 import worker
 from tests.faults.conftest import FaultStack, assert_clean, children
-from worker.keys import ledger_key
+from tests.support.waiting import wait_until
+from worker.keys import ledger_key, retried_key
 
 C8 = {"target": "orders", "process": "order-process"}
 
@@ -181,6 +182,35 @@ def test_backpressure_storms_with_retry_after(faults: FaultStack) -> None:
     verdict = faults.verify("429/503 storms + RESOURCE_EXHAUSTED", ids, timeout=120)
     assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.created == 30 and app.count() == 30
+
+
+# Production's task time limit: without the fix the sweeper waited that + lease + 60 s.
+@pytest.mark.stack_env(STARTPROC_TASK_TIME_LIMIT="300", STARTPROC_VISIBILITY_TIMEOUT="3600")
+def test_a_retry_the_broker_refuses_is_redriven_when_it_was_due(faults: FaultStack) -> None:
+    """The broker refuses the retry's publish (an ACL here; a full Redis or a dropped
+    connection in production). Celery then rejects the message: the job must stay where
+    the sweeper finds it, due when its retry would have run."""
+    faults.start_worker(pool="threads", concurrency=2)
+    faults.stack.start_beat()
+    app = faults.sandbox.app("camunda8")
+    app.faults.script([{"status": 503, "retry_after": "30", "latency_ms": 1500}])
+    client = redis.Redis.from_url(faults.redis_url, decode_responses=True)
+    job_id = worker.enqueue({**C8, "idempotency_key": "refused-retry"})
+    wait_until(lambda: app.faults.pending() == 0, 60, "the start request at the engine")
+    client.execute_command("ACL", "SETUSER", "default", "-lpush")  # no publish gets through
+    try:
+        wait_until(
+            lambda: client.get(retried_key(job_id)) == "1" and client.hlen("unacked") == 0,
+            30,
+            "the retry to be planned and the message dropped",
+        )
+    finally:
+        client.execute_command("ACL", "SETUSER", "default", "+lpush")
+    verdict = faults.verify("retry publish refused", [job_id], timeout=30)
+    assert_clean(verdict, faults.logs(), faults.workdir)
+    assert verdict.created == 1 and app.count() == 1
+    worker_logs = "".join(p.read_text() for p in (faults.workdir / "logs").glob("worker-*.log"))
+    assert "job.retry_publish_failed" in worker_logs  # the path under test was taken
 
 
 def test_same_key_50_times_across_two_workers(faults: FaultStack) -> None:

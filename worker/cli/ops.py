@@ -17,9 +17,9 @@ from worker.cli.common import (
     console,
     current_settings,
     emit_json,
+    err_console,
     fail,
     iso_time,
-    need_producer,
     need_redis,
     plain,
 )
@@ -27,10 +27,12 @@ from worker.cli.common import (
 if TYPE_CHECKING:
     from worker.config import Targets
     from worker.dlq import DeadLetters
+    from worker.ledger import Ledger
 
 targets_app = typer.Typer(help="Inspect the configured targets.", no_args_is_help=True)
 dlq_app = typer.Typer(
-    help="Jobs that need a person: list, show, replay, purge.", no_args_is_help=True
+    help="Jobs that need a person: list, show, replay, resolve, delete, purge.",
+    no_args_is_help=True,
 )
 
 
@@ -212,32 +214,104 @@ def dlq_show(
     emit_json(_shown(entry)) if as_json else console.print_json(data=_shown(entry))
 
 
+def _settle_tools() -> tuple[Ledger, Targets]:
+    """The ledger and the targets a settling command needs (exit 2 on bad configuration)."""
+    from worker.config import load_targets
+    from worker.connections import shared_redis
+    from worker.ledger import Ledger
+
+    cfg = current_settings()
+    client = shared_redis(cfg.require_redis())
+    return Ledger(client, cfg.lease_seconds, cfg.retention_days), load_targets(cfg.targets)
+
+
 @dlq_app.command("replay")
 def dlq_replay(
     job_id: str = typer.Argument(..., metavar="JOB_ID", help="Job id of the dead letter."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Enqueue the job again as a new job with the same idempotency key."""
-    from worker import producer
-    from worker.keys import idempotency_key
+    """Enqueue the job again as a new job with the same idempotency key.
 
-    dlq = _dead_letters()
-    entry = dlq.get(job_id)
-    if entry is None:
+    It looks the instance up before sending when the engine can be searched;
+    on one that cannot (Blueworks, TAS), an instance that may exist must be
+    settled first with `dlq resolve`.
+    """
+    from worker import producer, settle
+    from worker.errors import SettleError
+
+    ledger, targets = _settle_tools()
+    try:
+        done = settle.replay(_dead_letters(), ledger, targets, producer.enqueue, job_id)
+    except SettleError as exc:
+        fail(str(exc), EXIT_FAILED)
+    if as_json:
+        emit_json({"replayed": job_id, "job_id": done.new_job_id, "ledger": done.ledger})
+    else:
+        console.print(plain(done.new_job_id))
+        err_console.print(plain(f"replayed {job_id}: {done.note}"))
+
+
+@dlq_app.command("resolve")
+def dlq_resolve(
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="Job id of the dead letter."),
+    created: str | None = typer.Option(
+        None,
+        "--created",
+        metavar="INSTANCE_ID",
+        help="The engine has the instance (you checked): record it and settle the dead letter.",
+    ),
+    not_created: bool = typer.Option(
+        False, "--not-created", help="The engine has no instance (you checked): replay sends."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Settle a dead letter checked by hand in the engine (Blueworks and TAS cannot be searched).
+
+    --created records the instance as the key's success and publishes the job's
+    one result as created, if the job never had one; --not-created lets the
+    next `dlq replay` send.
+    """
+    from worker import settle
+    from worker.errors import SettleError
+    from worker.runtime import result_store
+
+    if (created is None) == (not not_created):
+        fail("give exactly one of --created INSTANCE_ID and --not-created")
+    try:
+        if created is not None:
+            ledger, targets = _settle_tools()
+            results = result_store(current_settings())
+            done = settle.resolve_created(
+                _dead_letters(), ledger, results, targets, job_id, created
+            )
+        else:
+            done = settle.resolve_not_created(_dead_letters(), job_id)
+    except SettleError as exc:
+        fail(str(exc), EXIT_FAILED)
+    if as_json:
+        emit_json(done.__dict__)
+    elif done.resolution == "created":
+        published = (
+            "its created result was published"
+            if done.result_published
+            else "it already had a result, which stays"
+        )
+        console.print(plain(f"{job_id}: created as instance {done.instance_id}; {published}"))
+    else:
+        console.print(
+            plain(f"{job_id}: not created; `startproc dlq replay {job_id}` sends it again")
+        )
+
+
+@dlq_app.command("delete")
+def dlq_delete(
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="Job id of the dead letter."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete one dead letter (nothing is started or published)."""
+    if not _dead_letters().remove(job_id):
         fail(f"no dead letter {job_id!r} (startproc dlq list shows them)", EXIT_FAILED)
-    job = dict(entry["job"])
-    job["idempotency_key"] = idempotency_key(
-        target=job["target"],
-        process=str(job["process"]),
-        explicit=job.get("idempotency_key"),
-        business_key=job.get("business_key"),
-        job_id=job_id,
-    )
-    for field in ("job_id", "enqueued_at"):
-        job.pop(field, None)
-    new_id = producer.publish([producer.prepare(job)], need_producer(current_settings()))[0]
-    dlq.remove(job_id)
-    emit_json({"replayed": job_id, "job_id": new_id}) if as_json else console.print(plain(new_id))
+    emit_json({"deleted": job_id}) if as_json else console.print(plain(f"deleted {job_id}"))
 
 
 @dlq_app.command("purge")

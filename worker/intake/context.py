@@ -100,6 +100,7 @@ class Intake:
             lambda: self.probe(cfg.require_redis()),
             cfg.jobs_queue,
             (lambda: self.probe(broker)) if broker else None,
+            cfg.results_queue,
         )
         return registry_for_scrape([collector])
 
