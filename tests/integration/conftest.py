@@ -110,7 +110,9 @@ def running_pipeline(
         "STARTPROC_TARGETS": str(targets),
         "STARTPROC_HTTP_BACKOFF_INITIAL": "0.01",
         "STARTPROC_HTTP_BACKOFF_MAX": "0.2",
-        "STARTPROC_TASK_RETRY_BACKOFF_MAX": "1",
+        # 4 s: a Retry-After of 4 s still reaches Celery whole (test_rabbitmq waits for it in
+        # the 4-second delay queue); backoff countdowns stay far below it.
+        "STARTPROC_TASK_RETRY_BACKOFF_MAX": "4",
         demo.SECRET_VAR: demo.DEMO_SECRET,
         **(extra_env or {}),
     }

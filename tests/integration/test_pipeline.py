@@ -190,7 +190,7 @@ with amqp.Connection(f"{url.hostname}:{url.port or 5672}", userid=url.username,
 
 def test_an_absurd_retry_after_still_ends_in_one_result(live: Pipeline) -> None:
     """``Retry-After: 300000000000`` used to overflow the retry's ETA: Celery rejected the
-    message and the job never got a result. Now the countdown is capped (1 s here)."""
+    message and the job never got a result. Now the countdown is capped (4 s here)."""
     app = live.sandbox.app("camunda8")
     app.faults.script([{"status": 503, "retry_after": "300000000000"}])
     job_id = worker.enqueue({"target": "orders", "process": "order-process", "business_key": "RA"})
