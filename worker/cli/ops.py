@@ -195,6 +195,9 @@ def sandbox(
     ),
     port: int = typer.Option(8088, "--port", help="Port (0 = any free port)."),
     host: str = typer.Option("127.0.0.1", "--host"),
+    camunda7_as: str = typer.Option(
+        "camunda7", "--camunda7-as", help="Serve Camunda 7 as: camunda7 | operaton | cibseven."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run an engine emulator until Ctrl-C (for local development and demos)."""
@@ -203,7 +206,12 @@ def sandbox(
 
     if engine != "all" and engine not in ENGINE_NAMES:
         fail(f"unknown engine {engine!r}{did_you_mean(engine, ENGINE_NAMES)}")
-    server = SandboxServer(engines=engine, host=host, port=port).start()
+    try:
+        server = SandboxServer(
+            engines=engine, host=host, port=port, camunda7_product=camunda7_as
+        ).start()
+    except ValueError as exc:
+        fail(str(exc))
     names = list(ENGINE_NAMES) if engine == "all" else [engine]
     urls = {name: server.base_url(name) for name in names}
     if as_json:

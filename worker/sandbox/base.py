@@ -70,7 +70,7 @@ class EngineApp:
     """Base WSGI app of an emulated engine (see the module docstring)."""
 
     name: ClassVar[str] = ""
-    base_path: ClassVar[str] = ""  # where the engine's API lives under its root
+    base_path: str = ""  # where the engine's API lives under its root (per app: C7 forks)
     issues_tokens: ClassVar[bool] = False  # serves POST {root}/oauth/token
 
     def __init__(self) -> None:

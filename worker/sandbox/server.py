@@ -50,11 +50,19 @@ class SandboxServer:
         port: int = 0,
         *,
         camunda8_api_version: str = "8.8",
+        camunda7_product: str = "camunda7",
+        camunda7_base_path: str = "/engine-rest",
         quiet: bool = True,
     ) -> None:
+        """``camunda7_product``/``camunda7_base_path``: serve the Camunda 7 API as one of its
+        forks (``operaton``, ``cibseven``) and/or under another path."""
         names = _engine_names(engines)
-        self._apps: dict[str, EngineApp] = {
-            name: _make_app(name, camunda8_api_version) for name in names}
+        self._apps: dict[str, EngineApp] = {}
+        for name in names:
+            if name == "camunda7":
+                self._apps[name] = Camunda7App(camunda7_base_path, camunda7_product)
+            else:
+                self._apps[name] = _make_app(name, camunda8_api_version)
         self._single = len(names) == 1
         self._host = host
         self._requested_port = port
@@ -189,6 +197,5 @@ def _make_app(name: str, camunda8_api_version: str) -> EngineApp:
     if name == "camunda8":
         return Camunda8App(api_version=camunda8_api_version)
     classes: dict[str, type[EngineApp]] = {
-        "camunda7": Camunda7App, "processmaker4": ProcessMaker4App,
-        "blueworks": BlueworksApp, "tas": TasApp}
+        "processmaker4": ProcessMaker4App, "blueworks": BlueworksApp, "tas": TasApp}
     return classes[name]()
