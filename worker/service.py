@@ -252,7 +252,7 @@ class _Run:
             svc.results.publish_pending(self.job_id)
             return Done(svc.results.get(self.job_id))  # type: ignore[arg-type]
         self.engine = svc.engines.get(self.job.target)
-        request = self.engine.build_request(self.job, self.key)
+        request = self.engine.request_for(self.job, self.key)
         self.prepared = self._credentials_first(request)
         claim = self._claim()
         if claim.status == "busy":
@@ -299,7 +299,7 @@ class _Run:
         policy; and a duplicate never costs a token request) or the fetch failed.
         """
         assert self.engine is not None
-        if not self.engine.credentials.ready:
+        if request.deferred or not self.engine.credentials.ready:
             return None
         try:
             return self.engine.prepare(request)
@@ -386,7 +386,9 @@ class _Run:
         except JobError:
             self._ledger("FAILED")
             raise
-        return self._created(started.instance_id)
+        if started.existing:
+            self.log.info("job.engine_duplicate", instance_id=started.instance_id)
+        return self._created(started.instance_id, "duplicate" if started.existing else "created")
 
     def _take_token(self, limit: str) -> None:
         """Wait for the target's shared rate limit; a long wait becomes a retry later."""
@@ -411,11 +413,11 @@ class _Run:
     def _ledger(self, state: FinalState, instance_id: str = "") -> bool:
         return self.service.ledger.finish(self.job.target, self.key, self.fence, state, instance_id)
 
-    def _created(self, instance_id: str) -> Outcome:
+    def _created(self, instance_id: str, status: Status = "created") -> Outcome:
         finish = self.service.ledger.finish_call(
             self.job.target, self.key, self.fence, "SUCCEEDED", instance_id
         )
-        result = self._result("created", instance_id=instance_id)
+        result = self._result(status, instance_id=instance_id)
         return self.service._done(result, ledger_step=finish)
 
     def succeed(self, instance_id: str, status: Status) -> Outcome:

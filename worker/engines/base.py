@@ -4,6 +4,9 @@ An adapter is small on purpose. It answers four questions and nothing else:
 
 1. `build_request`: what HTTP request starts this job? (Validates the job's
    ``options`` and everything the engine would reject, *before* sending.)
+   Engines that start processes by message (``supports_messages``) also
+   answer it for a job that names a start message (`build_message_request`);
+   `request_for` picks the one a job needs, and refuses a message elsewhere.
 2. `classify`: is this response a success, and if not, which error class?
    Start from `classify_http` and override only the engine's quirks.
 3. `instance_id`: which field of a success body is the instance id?
@@ -59,7 +62,13 @@ class Options(BaseModel):
 
 @dataclass(frozen=True)
 class StartRequest:
-    """One HTTP request, relative to the target's ``base_url``."""
+    """One HTTP request, relative to the target's ``base_url``.
+
+    ``context`` holds what the adapter built the request from and needs again
+    when the answer comes (never sent). ``deferred`` marks a request the
+    adapter completes right before sending (`Engine.resolve`, e.g. a look-up
+    of the definition key): credentials are applied only then.
+    """
 
     method: str
     path: str
@@ -67,15 +76,22 @@ class StartRequest:
     form: dict[str, str] | None = None
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    context: dict[str, str] = field(default_factory=dict)
+    deferred: bool = False
 
 
 @dataclass(frozen=True)
 class Started:
-    """A created instance: its id and the engine's raw answer (kept for TAS)."""
+    """A started instance: its id and the engine's raw answer (kept for TAS).
+
+    ``existing``: the engine pointed at an instance another start made (the
+    job asked for it instead of a conflict), so the job is a duplicate.
+    """
 
     instance_id: str
     http_status: int
     body: Any = None
+    existing: bool = False
 
 
 def response_body(response: requests.Response) -> Any:
@@ -117,6 +133,7 @@ class Engine(ABC):
     name: ClassVar[str]
     options_model: ClassVar[type[Options]] = Options
     supports_lookup: ClassVar[bool] = False
+    supports_messages: ClassVar[bool] = False
 
     def __init__(self, target: TargetBase, session: requests.Session, credentials: Credentials):
         self.target = target
@@ -128,6 +145,21 @@ class Engine(ABC):
     @abstractmethod
     def build_request(self, job: Job, key: str) -> StartRequest:
         """The start request for ``job``; `InvalidJob` for anything the engine would reject."""
+
+    def build_message_request(self, job: Job, key: str) -> StartRequest:
+        """The request that starts ``job`` by its ``message`` (``supports_messages`` only)."""
+        raise NotImplementedError(f"{self.name} has no start by message")
+
+    def request_for(self, job: Job, key: str) -> StartRequest:
+        """The request that starts ``job``: by its process, or by its start message."""
+        if job.message is None:
+            return self.build_request(job, key)
+        if not self.supports_messages:
+            raise InvalidJob(
+                f"message: {self.name} cannot start a process by message (only camunda8 "
+                "and camunda7 targets can); name the process instead"
+            )
+        return self.build_message_request(job, key)
 
     def classify(self, response: requests.Response, body: Any) -> JobError | None:
         """Success (None) or the error for this response. Override for engine quirks."""
@@ -142,6 +174,10 @@ class Engine(ABC):
     def lookup(self, job: Job, key: str) -> str | None:
         """The id of an instance already started for ``key``, or None when there is none."""
         raise NotImplementedError(f"{self.name} has no lookup")
+
+    def resolve(self, request: StartRequest) -> StartRequest:
+        """Complete a ``deferred`` request right before it is sent (network allowed here)."""
+        raise NotImplementedError(f"{self.name} defers no request")
 
     def probe_request(self) -> StartRequest | None:
         """A harmless read that proves the engine answers with our credentials (or None)."""
@@ -263,7 +299,7 @@ class Engine(ABC):
 
     def start(self, job: Job, key: str) -> Started:
         """Build, send, classify: one attempt. Retrying is the caller's policy."""
-        return self.execute(self.build_request(job, key))
+        return self.execute(self.request_for(job, key))
 
     def execute(
         self,
@@ -276,6 +312,8 @@ class Engine(ABC):
         ``prepared`` and ``before_send`` are `send`'s: the service marks the
         send in ``before_send``, after the credentials are in place.
         """
+        if request.deferred:
+            request, prepared = self.resolve(request), None
         response = self.send(request, prepared, before_send)
         body = response_body(response)
         error = self.classify(response, body)
