@@ -18,6 +18,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 
 from worker.config import Auth, BasicAuth, BearerAuth, OAuth2Auth
 from worker.errors import AuthenticationError, PermanentError, TransientError
+from worker.http import tls_refusal
 
 # Token endpoint errors that no retry can fix (RFC 6749 section 5.2).
 _PERMANENT_OAUTH_ERRORS = {
@@ -148,6 +149,9 @@ class OAuth2(Credentials):
                 headers={"Accept": "application/json"},
             )
         except requests.RequestException as exc:
+            refused = tls_refusal(exc)
+            if refused is not None:  # a certificate problem: no retry fixes it
+                raise PermanentError(f"token endpoint: {refused}") from None
             raise TransientError(f"token endpoint unreachable: {type(exc).__name__}") from None
         body = _json_or_none(response)
         if response.status_code >= 500 or response.status_code == 429:

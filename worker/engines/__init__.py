@@ -38,7 +38,10 @@ def engine_class(name: str) -> type[Engine]:
 def build_engine(target: TargetBase) -> Engine:
     """An adapter for ``target`` with its own pooled session and credentials."""
     session = make_session(
-        pool_size=target.max_connections, verify=target.verify_tls, base_url=target.base_url
+        pool_size=target.max_connections,
+        verify=target.tls.verify(target.verify_tls),
+        base_url=target.base_url,
+        cert=target.tls.cert(),
     )
     credentials = credentials_for(target.auth, session, target.timeout)
     engine = getattr(target, "engine", "")

@@ -40,7 +40,7 @@ from worker.errors import (
     PermanentError,
     TransientError,
 )
-from worker.http import call_deadline, parse_retry_after, transport_error
+from worker.http import CallState, call_deadline, parse_retry_after, transport_error
 from worker.models import Job
 from worker.validation import describe
 
@@ -230,14 +230,22 @@ class Engine(ABC):
         again, after the new token, so the resend gets a lease of its own.
         """
         for attempt in (1, 2):
+            call = CallState()
             try:
                 if prepared is None:
                     prepared = self.prepare(request)
                 if before_send is not None:
                     before_send()
-                response = self._exchange(prepared)
+                response = self._exchange(prepared, call)
             except requests.RequestException as exc:
-                raise transport_error(exc, self.name) from None
+                raise transport_error(exc, self.name, written=call.written) from None
+            except OSError as exc:  # requests wraps network errors: these are local files
+                if isinstance(exc, TimeoutError | ConnectionError):
+                    raise
+                raise PermanentError(
+                    f"{self.name}: the call could not be made ({type(exc).__name__}: "
+                    f"{exc.strerror or exc}); nothing was sent"
+                ) from None
             if response.status_code == 401 and self.credentials.refreshable and attempt == 1:
                 self.credentials.invalidate()
                 prepared = None
@@ -273,7 +281,9 @@ class Engine(ABC):
             ) from None
         return prepared
 
-    def _exchange(self, prepared: requests.PreparedRequest) -> requests.Response:
+    def _exchange(
+        self, prepared: requests.PreparedRequest, call: CallState | None = None
+    ) -> requests.Response:
         """Hand a prepared request to the session's transport adapter and read the answer.
 
         The answer is read, to its last byte, within ``connect_timeout +
@@ -286,7 +296,7 @@ class Engine(ABC):
         session = self.session
         url = prepared.url or ""
         target = self.target
-        with call_deadline(target.connect_timeout + target.timeout):
+        with call_deadline(target.connect_timeout + target.timeout, call):
             response = session.get_adapter(url).send(
                 prepared,
                 timeout=(target.connect_timeout, target.timeout),
