@@ -51,6 +51,7 @@ class OAuth2Auth(_Strict):
     username: str | None = None
     password: SecretStr | None = None
     refresh_margin: Annotated[float, Field(ge=0)] = 30.0
+    token_cache: Literal["process", "redis"] = "process"
 
     @field_validator("token_url")
     @classmethod

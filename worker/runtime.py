@@ -100,7 +100,7 @@ def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None
     dead_letters = DeadLetters(client)
     service = StartService(
         targets=targets,
-        engines=EngineCache(targets),
+        engines=EngineCache(targets, client),
         ledger=Ledger(client, cfg.lease_seconds, cfg.retention_days),
         results=results,
         dead_letters=dead_letters,
