@@ -156,6 +156,7 @@ class TargetBase(_Strict):
     timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
     rate_limit: Annotated[str, Field(pattern=r"^\d+(\.\d+)?/(s|m|h)$")] | None = None
+    adaptive_rate: bool = True  # with rate_limit: follow the engine's backpressure below it
     auth: Auth = NoAuth()
     retry_ambiguous: bool = False
     verify_tls: bool = True

@@ -107,3 +107,12 @@ def oauth_token_key(identity: str) -> str:
 def oauth_token_lock(identity: str) -> str:
     """Held by the one worker fetching the shared token of ``identity``."""
     return f"{PREFIX}:oauth-token-lock:{short_hash(identity)}"
+
+
+RATES = f"{PREFIX}:rates"
+"""The targets with a shared rate bucket (for the rate gauge)."""
+
+
+def rate_key(target: str) -> str:
+    """A target's shared rate bucket: tokens, current (adaptive) rate, epoch."""
+    return f"{PREFIX}:rate:{target}"

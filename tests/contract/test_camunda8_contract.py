@@ -42,6 +42,7 @@ from worker.engines.base import KEY_VARIABLE
 from worker.engines.camunda8 import Camunda8, key_tag
 from worker.errors import (
     AmbiguousError,
+    Backpressure,
     ConflictError,
     InvalidJob,
     JobError,
@@ -446,12 +447,12 @@ TITLES = {
     504: ("DEADLINE_EXCEEDED", "Time out between gateway and broker"),
 }
 EXPECTED = {
-    "8.8": {400: PermanentError, 500: AmbiguousError, 503: TransientError, 504: AmbiguousError},
+    "8.8": {400: PermanentError, 500: AmbiguousError, 503: Backpressure, 504: AmbiguousError},
     "8.9": {
         400: PermanentError,
         409: ConflictError,  # after looking up the holder: here not ours
         500: AmbiguousError,
-        503: TransientError,
+        503: Backpressure,
         504: AmbiguousError,
     },
 }

@@ -25,7 +25,7 @@ from tests.support.vendored import spec_path
 from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, Engine
-from worker.errors import AmbiguousError, JobError, PermanentError, TransientError
+from worker.errors import AmbiguousError, Backpressure, JobError, PermanentError
 from worker.models import Job
 
 C8 = "http://c8.test"
@@ -104,7 +104,7 @@ def test_c8_the_documented_answer_is_read(version: str) -> None:
 
 
 EXPECTED = {400: PermanentError, 403: PermanentError, 404: PermanentError,
-            500: AmbiguousError, 503: TransientError}
+            500: AmbiguousError, 503: Backpressure}
 
 
 @pytest.mark.parametrize("version", ["8.8", "8.9"])

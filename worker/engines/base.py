@@ -35,6 +35,7 @@ from worker.config import TargetBase
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    Backpressure,
     InvalidJob,
     JobError,
     PermanentError,
@@ -48,6 +49,7 @@ KEY_VARIABLE = "_startproc_key"
 """Variable that carries the idempotency key into engines whose lookup searches variables."""
 
 _TRANSIENT = {408, 425, 429, 503}
+_BACKPRESSURE = {429, 503}
 _AMBIGUOUS = {500, 502, 504}
 _NOT_IMPLEMENTED = {501, 505}
 
@@ -115,9 +117,8 @@ def classify_http(
         return AuthenticationError(detail, http_status=status, engine_error=body)
     if status in _TRANSIENT:
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        return TransientError(
-            detail, http_status=status, engine_error=body, retry_after=retry_after
-        )
+        kind = Backpressure if status in _BACKPRESSURE else TransientError
+        return kind(detail, http_status=status, engine_error=body, retry_after=retry_after)
     if status in _NOT_IMPLEMENTED:
         return PermanentError(detail, http_status=status, engine_error=body)
     if status in _AMBIGUOUS or status >= 500:

@@ -43,7 +43,7 @@ from worker.engines.base import KEY_VARIABLE, Engine, Options, Started, StartReq
 from worker.engines.business_ids import instance_key, resolve_clash
 from worker.engines.messages import refuse_options, start_message, variables_with_key
 from worker.engines.version_tags import DefinitionKeys
-from worker.errors import AmbiguousError, InvalidJob, JobError, PermanentError, TransientError
+from worker.errors import AmbiguousError, Backpressure, InvalidJob, JobError, PermanentError
 from worker.keys import int64_reference, short_hash
 from worker.models import Job
 
@@ -233,7 +233,7 @@ class Camunda8(Engine):
 
     def classify(self, response: requests.Response, body: Any) -> JobError | None:
         if response.status_code == 500 and _exhausted(body):
-            return TransientError(
+            return Backpressure(
                 f"camunda8 answered 500: {self.summarize(body)} (backpressure)",
                 http_status=500,
                 engine_error=body,

@@ -5,8 +5,8 @@ deployments; this base class does the rest the same way for all five engines:
 
 * routing (werkzeug ``Map``) and per-route request counters;
 * authentication of API routes (``SandboxAuth``) and an OAuth2 token route;
-* the start-request pipeline: latency → auth → fault (scripted, else drawn)
-  → handler → optional drop after commit or trickled answer;
+* the start-request pipeline: latency → auth → capacity → fault (scripted,
+  else drawn) → handler → optional drop after commit or trickled answer;
 * the unauthenticated control routes under ``/_sandbox/``::
 
     GET  /_sandbox/instances      POST /_sandbox/faults   (configure kwargs or {"script": [...]})
@@ -223,6 +223,11 @@ class EngineApp:
         self.faults.apply_latency()
         if not self._authorized(request):
             return self.unauthorized_response(request)
+        refused = self.faults.over_capacity()
+        if refused is not None:
+            return self.error_response(
+                request, refused, f"Over capacity: this engine takes "
+                f"{self.faults.settings.capacity_per_s:g} starts per second", {})
         fault = self.faults.next_fault()
         if fault is None:
             return self._invoke(route, request, args)
