@@ -13,7 +13,7 @@ import contextlib
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -88,9 +88,9 @@ class Bearer(Credentials):
 class _Grant:
     """A token and, on the monotonic clock, when to renew it and when it is spent."""
 
-    token: str
-    renew_at: float
-    spent_at: float
+    token: str = field(repr=False)  # a secret
+    renew_at: float = 0.0
+    spent_at: float = 0.0
 
 
 class OAuth2(Credentials):

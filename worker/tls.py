@@ -2,7 +2,9 @@
 
 ``[targets.X] tls = { ca_file = "...", client_cert = "...", client_key = "..." }``
 applies to everything the worker sends for that target, the engine API and
-its OAuth2 token endpoint alike (they share the target's session). The files
+its OAuth2 token endpoint alike (they share the target's session). ``ca_file``
+replaces the system's CAs for those calls: a token endpoint with a public
+certificate needs its CA in the file too. The files
 are checked when the targets file is loaded (they exist, are PEM, the key
 fits the certificate), so a typo stops the worker at start, not at the first
 job. The key file must not be encrypted (the worker has no passphrase to
