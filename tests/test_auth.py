@@ -138,11 +138,12 @@ def test_ten_threads_share_one_token_request() -> None:
 
 @responses.activate
 def test_threads_after_expiry_refresh_once(clock: Clock) -> None:
+    """Past the renewal window (the token is spent) every thread waits for the one fetch."""
     responses.post(TOKEN_URL, json=grant("t1", 60))
     responses.post(TOKEN_URL, json=grant("t2", 60))
     oauth = provider(refresh_margin=10)
     assert oauth.token() == "t1"
-    clock.now += 50
+    clock.now += 55  # renewal from 50 s, spent from 55 s (the last 5 s are not used)
     results: list[str] = []
     threads = [threading.Thread(target=lambda: results.append(oauth.token())) for _ in range(10)]
     for thread in threads:

@@ -154,3 +154,56 @@ def test_existing_instance_id_is_in_an_error_only_when_there_is_one() -> None:
     assert json.loads(clash.model_dump_json())["existing_instance_id"] == "7"
     result = Result(job_id="j", status="failed", error=clash)
     assert Result.model_validate_json(result.to_json()) == result
+
+
+# ---------------------------------------------------------------- start by message
+
+MESSAGE_JOB = {
+    "target": "orders",
+    "message": {"name": "order-received", "correlation_key": "A-17", "ttl": 0},
+    "variables": {"orderId": "A-17"},
+    "business_key": "A-17",
+}
+
+
+def test_the_contract_message_job_parses_and_is_labelled_by_its_name() -> None:
+    job = Job.parse(MESSAGE_JOB)
+    assert job.process is None and job.message is not None
+    assert (job.message.name, job.message.correlation_key, job.message.ttl) == (
+        "order-received", "A-17", 0
+    )
+    assert job.process_id == "message:order-received"
+    assert job.payload()["message"] == MESSAGE_JOB["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"message": None}, "message: Value error, a job needs a process or a message; neither"),
+        ({"process": "p"}, "message: Value error, a job needs a process or a message, not both"),
+        ({"version": 2}, "leave version unset"),
+        ({"message": {}}, "message.name: required field is missing"),
+        ({"message": {"name": ""}}, "message.name: String should have at least 1 character"),
+        ({"message": {"name": "x" * 256}}, "message.name: String should have at most 255"),
+        ({"message": {"name": "a\nb"}}, "message.name: String should match pattern"),
+        ({"message": {"name": 7}}, "message.name: Input should be a valid string"),
+        ({"message": {"name": "m", "correlation_key": 17}}, "message.correlation_key: Input"),
+        ({"message": {"name": "m", "correlation_key": ""}}, "message.correlation_key: String"),
+        ({"message": {"name": "m", "correlation_key": "k" * 256}}, "message.correlation_key"),
+        ({"message": {"name": "m", "ttl": -1}}, "message.ttl: Input should be greater"),
+        ({"message": {"name": "m", "ttl": "0"}}, "message.ttl: Input should be a valid integer"),
+        ({"message": {"name": "m", "ttl": 2**31}}, "message.ttl: Input should be less"),
+        ({"message": {"name": "m", "tll": 0}}, "message.tll: unknown field (did you mean 'ttl'?)"),
+        ({"message": "order-received"}, "message: Input should be a valid dictionary"),
+    ],
+)
+def test_every_message_field_is_validated(change: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidJob) as caught:
+        Job.parse({**MESSAGE_JOB, **change})
+    assert message in caught.value.message
+
+
+def test_a_job_without_process_or_message_names_both() -> None:
+    with pytest.raises(InvalidJob) as caught:
+        Job.parse({"target": "orders"})
+    assert "neither is set" in caught.value.message

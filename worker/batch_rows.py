@@ -165,7 +165,7 @@ class Validator:
             return errors
         try:
             job = self._job(variables, business_key, key)
-            self.engine.build_request(job, key)
+            self.engine.request_for(job, key)
         except InvalidJob as exc:
             return [RowError(line, self._column(exc.message), exc.message)]
         return ValidRow(line, business_key, key, variables)

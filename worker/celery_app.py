@@ -147,14 +147,18 @@ def job_summary(job: Any) -> str:
     Celery would put ``repr(kwargs)`` in every message, where Flower, task
     events and Celery's own debug logs show it; a job's variables are business
     data (names, amounts, sometimes personal data), so only the target, the
-    process and how many variables there are go there. It is also cheaper:
+    process (a start message's name) and how many variables there are go there. It is also cheaper:
     Celery's safe repr of a job cost about a fifth of an enqueue's CPU.
     """
     if not isinstance(job, dict):
         return f"{{'job': <{type(job).__name__}>}}"
     variables = job.get("variables")
     count = len(variables) if isinstance(variables, dict) else 0
-    target, process = str(job.get("target"))[:100], str(job.get("process"))[:200]
+    message = job.get("message")
+    process = job.get("process")
+    if process is None and isinstance(message, dict):  # the name only: a correlation key is data
+        process = f"message:{message.get('name')}"
+    target, process = str(job.get("target"))[:100], str(process)[:200]
     return f"{{'job': {{'target': {target!r}, 'process': {process!r}, 'variables': {count}}}}}"
 
 

@@ -19,8 +19,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -30,9 +28,22 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.config_auth import (
+    AUTH_MODELS,
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    NoAuth,
+    OAuth2Auth,
+    _Strict,
+    http_url,
+)
 from worker.errors import ConfigError
 from worker.models import TARGET_NAME
+from worker.tls import TargetTls, resolve_paths
 from worker.validation import describe_config, did_you_mean, named_tables
+
+__all__ = ["AUTH_MODELS", "Auth", "BasicAuth", "BearerAuth", "NoAuth", "OAuth2Auth"]
 
 ENGINE_NAMES = ("camunda8", "camunda7", "processmaker4", "blueworks", "tas")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -175,63 +186,6 @@ class Settings(BaseSettings):
         )
 
 
-# ---------------------------------------------------------------- auth blocks
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NoAuth(_Strict):
-    type: Literal["none"] = "none"
-
-
-class BasicAuth(_Strict):
-    type: Literal["basic"]
-    username: Annotated[str, Field(min_length=1)]
-    password: SecretStr
-
-
-class BearerAuth(_Strict):
-    type: Literal["bearer"]
-    token: SecretStr
-
-
-class OAuth2Auth(_Strict):
-    type: Literal["oauth2"]
-    token_url: str
-    client_id: Annotated[str, Field(min_length=1)]
-    client_secret: SecretStr | None = None
-    audience: str | None = None
-    scope: str | None = None
-    grant: Literal["client_credentials", "password"] = "client_credentials"
-    username: str | None = None
-    password: SecretStr | None = None
-    refresh_margin: Annotated[float, Field(ge=0)] = 30.0
-
-    @field_validator("token_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
-
-    @model_validator(mode="after")
-    def _grant_fields(self) -> OAuth2Auth:
-        if self.grant == "password" and (not self.username or self.password is None):
-            raise ValueError("grant 'password' needs username and password")
-        if self.grant == "client_credentials" and self.client_secret is None:
-            raise ValueError("grant 'client_credentials' needs client_secret")
-        return self
-
-
-Auth = Annotated[NoAuth | BasicAuth | BearerAuth | OAuth2Auth, Field(discriminator="type")]
-AUTH_MODELS: dict[str, type[_Strict]] = {
-    "none": NoAuth,
-    "basic": BasicAuth,
-    "bearer": BearerAuth,
-    "oauth2": OAuth2Auth,
-}
-
-
 # ---------------------------------------------------------------- targets
 
 
@@ -242,15 +196,6 @@ def _without_password(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {value!r}")
-    if parts.query or parts.fragment:
-        raise ValueError("must not carry a query or fragment")
-    return value.rstrip("/")
-
-
 class TargetBase(_Strict):
     """Keys every engine's target accepts (CONTRACT section 2)."""
 
@@ -259,15 +204,26 @@ class TargetBase(_Strict):
     timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
     rate_limit: Annotated[str, Field(pattern=r"^\d+(\.\d+)?/(s|m|h)$")] | None = None
+    adaptive_rate: bool = True  # with rate_limit: follow the engine's backpressure below it
     auth: Auth = NoAuth()
     retry_ambiguous: bool = False
     verify_tls: bool = True
+    tls: TargetTls = TargetTls()
     max_connections: Annotated[int, Field(ge=1, le=1024)] = 64
 
     @field_validator("base_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        return _http_url(value)
+        return http_url(value)
+
+    @model_validator(mode="after")
+    def _verification(self) -> TargetBase:
+        if not self.verify_tls and self.tls.ca_file is not None:
+            raise ValueError(
+                "verify_tls = false turns certificate checks off, so tls.ca_file would "
+                "never be used: drop one of them"
+            )
+        return self
 
 
 class Camunda8Target(TargetBase):
@@ -338,7 +294,11 @@ def _under(problem: str, paths: list[str]) -> bool:
 
 
 def _target_problems(
-    name: str, raw: Any, env: Mapping[str, str], resolve: bool = True
+    name: str,
+    raw: Any,
+    env: Mapping[str, str],
+    resolve: bool = True,
+    base: Path | None = None,
 ) -> tuple[Target | None, list[str], list[str]]:
     """(the target, problems with the file, ``${VAR}``s left unresolved).
 
@@ -346,6 +306,7 @@ def _target_problems(
     the target's shape is checked with a placeholder in its place (errors
     about the placeholder's own fields aside), and the missing variables are
     returned apart, so a command can refuse only when it uses the target.
+    ``base``: the folder relative file names (``tls``) are read from.
     """
     where = f"targets.{name}"
     if not isinstance(raw, dict):
@@ -366,6 +327,8 @@ def _target_problems(
         placeholders = {**env, **{var: PLACEHOLDER for var in _VAR.findall(str(raw))}}
         expanded = expand_vars(raw, placeholders, where, [])
     model = TARGET_MODELS[engine]
+    if "tls" in expanded:
+        expanded["tls"] = resolve_paths(expanded["tls"], base or Path.cwd())
     auth = expanded.get("auth")
     auth_fields = (
         AUTH_MODELS.get(auth.get("type", "none"), NoAuth).model_fields
@@ -375,7 +338,7 @@ def _target_problems(
     try:
         target = model.model_validate({**expanded, "name": name})
     except ValidationError as exc:
-        known = [*model.model_fields, *auth_fields]
+        known = [*model.model_fields, *auth_fields, *TargetTls.model_fields]
         found = describe_config(
             exc,
             known,
@@ -459,15 +422,19 @@ class Targets(Mapping[str, Target]):
         env: Mapping[str, str] | None = None,
         source: str = "targets",
         need: Collection[str] | None = None,
+        base: Path | None = None,
     ) -> Targets:
-        """Validate every target; ``need``: the targets whose ``${VAR}``s must be set (all)."""
+        """Validate every target; ``need``: the targets whose ``${VAR}``s must be set (all).
+
+        ``base``: the folder relative file names (``tls``) are read from (else the cwd).
+        """
         env = os.environ if env is None else env
         raw_targets, problems = named_tables(data, "targets", "target", TARGET_NAME)
         targets: dict[str, Target] = {}
         unresolved: dict[str, list[str]] = {}
         for name, raw in raw_targets.items():
             target, found, missing = _target_problems(
-                name, raw, env, resolve=need is None or name in need
+                name, raw, env, resolve=need is None or name in need, base=base
             )
             problems.extend(found)
             if target is not None:
@@ -494,7 +461,7 @@ class Targets(Mapping[str, Target]):
             raise ConfigError(f"{path}: a directory, not a targets file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        targets = cls.from_dict(data, env, source=str(path), need=need)
+        targets = cls.from_dict(data, env, source=str(path), need=need, base=path.parent)
         targets.path = path
         return targets
 

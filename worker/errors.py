@@ -11,7 +11,8 @@ class decides what happens next (retry, fail, reconcile)::
         ├── PermanentError   the engine refused; retrying won't help -> failed, kind "permanent"
         ├── ConflictError    same key, other payload; or the engine  -> failed, kind "conflict"
         │                    holds the business id for another instance (its id kept)
-        ├── TransientError   try again later (429, 503, refused)    -> retry; then kind "exhausted"
+        ├── TransientError   try again later (refused, 408)         -> retry; then kind "exhausted"
+        │   └── Backpressure 429, 503, RESOURCE_EXHAUSTED: also slows the target's shared rate
         └── AmbiguousError   the instance may exist (sent, no answer) -> reconcile first
 
 Engine and transport errors are translated into this tree at one boundary
@@ -114,6 +115,10 @@ class TransientError(JobError):
     ) -> None:
         super().__init__(message, http_status=http_status, engine_error=engine_error)
         self.retry_after = retry_after
+
+
+class Backpressure(TransientError):
+    """The engine is overloaded (429, 503, C8 ``RESOURCE_EXHAUSTED``): slow down, then retry."""
 
 
 class AmbiguousError(JobError):

@@ -10,6 +10,12 @@ urllib3's timeouts bound each socket read, not a call: an answer that
 trickles in a byte at a time never times out. Inside `call_deadline` every
 read of a response (status line, headers, body) waits at most until the
 deadline, so a call ends by then and one that runs over is ambiguous.
+
+TLS errors need to know when they happened: a handshake that fails sent
+nothing (transient), but a TLS connection that breaks once the request went
+out may have delivered it (ambiguous). A call's `CallState` notes when its
+request starts to go out; a refused handshake or an untrusted server is
+neither (``permanent``, `worker.tls.tls_failure`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import monotonic  # apart from ``time``, which tests replace to fix the wall clock
 from typing import Any, cast
@@ -39,7 +46,8 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from worker import __version__
-from worker.errors import AmbiguousError, JobError, TransientError
+from worker.errors import AmbiguousError, JobError, PermanentError, TransientError
+from worker.tls import tls_failure
 
 USER_AGENT = f"process-start-worker/{__version__}"
 _NOT_SENT = (NewConnectionError, ConnectTimeoutError, NameResolutionError)
@@ -50,15 +58,29 @@ class CallDeadlineExceeded(TimeoutError):
     """A response was still being read when its call's deadline passed."""
 
 
+@dataclass
+class CallState:
+    """How far one call got: ``written`` once its request started to go out."""
+
+    written: bool = False
+
+
 @contextmanager
-def call_deadline(seconds: float) -> Iterator[None]:
-    """Responses read in this block (on an `EngineAdapter`) end ``seconds`` from now."""
-    outer = getattr(_call, "deadline", None)
-    _call.deadline = monotonic() + seconds
+def call_deadline(seconds: float, state: CallState | None = None) -> Iterator[None]:
+    """Responses read in this block (on an `EngineAdapter`) end ``seconds`` from now;
+    ``state`` notes when the request starts to go out."""
+    outer, outer_state = getattr(_call, "deadline", None), getattr(_call, "state", None)
+    _call.deadline, _call.state = monotonic() + seconds, state
     try:
         yield
     finally:
-        _call.deadline = outer
+        _call.deadline, _call.state = outer, outer_state
+
+
+def _note_written() -> None:
+    state = getattr(_call, "state", None)
+    if state is not None:
+        state.written = True
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -111,9 +133,19 @@ class _DeadlineResponse(http.client.HTTPResponse):
 class _HTTPConnection(HTTPConnection):
     response_class = _DeadlineResponse
 
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _note_written()
+        super().request(*args, **kwargs)
+
 
 class _HTTPSConnection(HTTPSConnection):
+    """Connected (the TLS handshake done) by the pool before `request` is called."""
+
     response_class = _DeadlineResponse
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _note_written()
+        super().request(*args, **kwargs)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -128,7 +160,10 @@ _DEADLINE_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def make_session(
-    pool_size: int = 64, verify: bool = True, base_url: str | None = None
+    pool_size: int = 64,
+    verify: bool | str = True,
+    base_url: str | None = None,
+    cert: str | tuple[str, str] | None = None,
 ) -> requests.Session:
     """A session with a connection pool sized for the worker's concurrency.
 
@@ -137,6 +172,8 @@ def make_session(
     Proxy and CA-bundle variables are read once here instead of on every
     request (``trust_env`` costs a fraction of a millisecond per call), and
     ``~/.netrc`` is never consulted: credentials come from the targets file.
+    ``verify`` is on/off or a target's own CA file (which the CA-bundle
+    variables do not override); ``cert`` its client certificate (`worker.tls`).
     """
     session = requests.Session()
     session.trust_env = False
@@ -147,7 +184,8 @@ def make_session(
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
-    session.verify = bundle if verify and bundle else verify
+    session.verify = bundle if verify is True and bundle else verify
+    session.cert = cert
     return session
 
 
@@ -260,17 +298,38 @@ def _raised_in(error: BaseException, function: str) -> bool:
     return False
 
 
-def transport_error(exc: requests.RequestException, engine: str) -> JobError:
-    """Map a `requests` exception to transient (not sent) or ambiguous (maybe sent)."""
+def tls_refusal(exc: BaseException) -> str | None:
+    """`worker.tls.tls_failure` of everything ``exc`` wraps."""
+    return tls_failure(_chain(exc))
+
+
+def transport_error(
+    exc: requests.RequestException, engine: str, written: bool | None = None
+) -> JobError:
+    """Map a `requests` exception to transient (not sent) or ambiguous (maybe sent).
+
+    ``written``: whether the request had started to go out (`CallState`), which
+    only TLS errors need (None: unknown, taken as a failed handshake). A TLS
+    refusal or an untrusted server is permanent: no retry fixes a certificate.
+    """
     chain = _chain(exc)
     if any(isinstance(e, CallDeadlineExceeded) for e in chain):
         return AmbiguousError(
             f"{engine}: no whole answer within the call's deadline; the instance may exist"
         )
-    tls_failed = isinstance(exc, requests.exceptions.SSLError)
-    not_sent = isinstance(exc, requests.ConnectTimeout) or (
-        tls_failed and _tls_handshake_failed(chain)
-    )
+    refused = tls_failure(chain)
+    if refused is not None:
+        return PermanentError(f"{engine}: {refused}")
+    tls_broke = isinstance(exc, requests.exceptions.SSLError)
+    # Whether the request had gone out: known from the call's state, else from where
+    # the TLS error was raised (a handshake sends nothing).
+    sent = written if written is not None else not _tls_handshake_failed(chain)
+    if tls_broke and sent:
+        return AmbiguousError(
+            f"{engine}: the TLS connection broke after the request was sent "
+            f"({type(chain[-1]).__name__}); the instance may exist"
+        )
+    not_sent = isinstance(exc, requests.ConnectTimeout) or tls_broke
     if not_sent or any(isinstance(e, _NOT_SENT) for e in chain):
         return TransientError(f"{engine}: could not connect ({type(chain[-1]).__name__})")
     if isinstance(exc, requests.Timeout):

@@ -108,3 +108,22 @@ def deliveries_key(job_id: str) -> str:
 def retried_key(job_id: str) -> str:
     """Counts deliveries of a job that ended in a planned retry (so were not lost)."""
     return f"{PREFIX}:retried:{job_id}"
+
+
+def oauth_token_key(identity: str) -> str:
+    """A shared OAuth2 token (a secret: the value is never logged) of one client identity."""
+    return f"{PREFIX}:oauth-token:{short_hash(identity)}"
+
+
+def oauth_token_lock(identity: str) -> str:
+    """Held by the one worker fetching the shared token of ``identity``."""
+    return f"{PREFIX}:oauth-token-lock:{short_hash(identity)}"
+
+
+RATES = f"{PREFIX}:rates"
+"""The targets with a shared rate bucket (for the rate gauge)."""
+
+
+def rate_key(target: str) -> str:
+    """A target's shared rate bucket: tokens, current (adaptive) rate, epoch."""
+    return f"{PREFIX}:rate:{target}"

@@ -62,6 +62,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from worker import keys
+from worker.adaptive_rate import rate_gauge
 from worker.models import Result
 
 __all__ = [
@@ -241,6 +242,7 @@ class RedisCollector(Collector):
             f"Idempotency ledger entries (exact up to {EXACT_LEDGER_LIMIT} keys, then sampled).",
             _ledger_size(client),
         )
+        yield rate_gauge(client)
         broker = self._broker() if self._broker else None
         if broker is not None:
             depth, results = queue_depths(broker, self.jobs_queue, self.results_queue)

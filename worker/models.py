@@ -23,6 +23,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
 )
@@ -65,18 +66,34 @@ def iso_ms(value: datetime) -> str:
     )
 
 
+MessageText = Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=_PRINTABLE.pattern)]
+
+
+class StartMessage(BaseModel):
+    """A start by message: the engine starts the process whose message start event has
+    this ``name`` (Camunda 8 and 7). ``ttl`` (milliseconds) is part of the contract, but a
+    start is correlated, never buffered, so engines accept only 0 (see the adapters)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: MessageText
+    correlation_key: MessageText | None = None
+    ttl: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
+
+
 class Job(BaseModel):
     """A start job as producers send it (``send_task(..., kwargs={"job": {...}})``).
 
     ``job_id``, ``enqueued_at``, ``batch_id`` and ``schedule`` are filled in by
     our own producers; a job from a foreign app gets its Celery task id as
-    ``job_id`` and its first-seen time as ``enqueued_at``.
+    ``job_id`` and its first-seen time as ``enqueued_at``. Exactly one of
+    ``process`` and ``message`` says what to start.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target: Annotated[StrictStr, Field(pattern=TARGET_NAME)]
-    process: Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
+    process: Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")] | None = None
     version: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)] | None = None
     variables: dict[Annotated[str, Field(min_length=1, max_length=256)], JsonValue] = Field(
         default_factory=dict
@@ -85,6 +102,7 @@ class Job(BaseModel):
     idempotency_key: Printable | None = None
     tenant_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
     options: dict[str, JsonValue] = Field(default_factory=dict)
+    message: StartMessage | None = Field(default=None, validate_default=True)
     job_id: Annotated[StrictStr, Field(pattern=JOB_ID)] | None = None
     enqueued_at: datetime | None = None
     batch_id: Printable | None = None
@@ -107,11 +125,33 @@ class Job(BaseModel):
 
     @field_validator("process")
     @classmethod
-    def _process_text(cls, value: str | int) -> str:
+    def _process_text(cls, value: str | int | None) -> str | None:
+        if value is None:
+            return None
         text = str(value)
         if not text or len(text) > 256 or not _PRINTABLE.match(text):
             raise ValueError("must be 1-256 printable characters")
         return text
+
+    @field_validator("message")
+    @classmethod
+    def _one_start(cls, value: StartMessage | None, info: ValidationInfo) -> StartMessage | None:
+        """A job starts a process by its id or by a message, never both, never neither.
+
+        Checked on ``message`` (declared after ``process`` and ``version``, so their
+        values are known here) and for a missing one too, so the error names a field.
+        """
+        has_process = info.data.get("process") is not None or "process" not in info.data
+        if value is None and not has_process:
+            raise ValueError("a job needs a process or a message; neither is set")
+        if value is not None and has_process:
+            raise ValueError("a job needs a process or a message, not both")
+        if value is not None and info.data.get("version") is not None:
+            raise ValueError(
+                "a start by message starts the process whose message start event has this "
+                "name: leave version unset"
+            )
+        return value
 
     @field_validator("enqueued_at")
     @classmethod
@@ -126,6 +166,10 @@ class Job(BaseModel):
 
     @property
     def process_id(self) -> str:
+        """The process id; ``message:<name>`` for a start by message (keys, logs, results)."""
+        if self.process is None:
+            assert self.message is not None
+            return f"message:{self.message.name}"
         return str(self.process)
 
     def payload(self) -> dict[str, Any]:
@@ -155,7 +199,8 @@ class Job(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise InvalidJob("; ".join(describe(exc, cls.model_fields))) from None
+            nested = {"message": StartMessage.model_fields}
+            raise InvalidJob("; ".join(describe(exc, cls.model_fields, nested=nested))) from None
 
 
 def own_job_id(raw: object) -> str | None:

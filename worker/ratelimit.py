@@ -5,37 +5,26 @@ requests per second from all workers together. The bucket holds a tenth of
 a second's worth of tokens (at least one), so bursts stay small, and it runs
 on Redis' own clock (``TIME``), so workers on different hosts agree. A job
 over the limit is not failed: the caller gets the wait and retries later.
+With ``adaptive_rate`` (the default) the bucket's rate follows the engine's
+backpressure below that ceiling: `worker.adaptive_rate`, one Lua script for both.
 """
 
 from __future__ import annotations
 
-import math
 import re
+from collections.abc import Callable
 
 import redis
 
-from worker.keys import PREFIX
+from worker.adaptive_rate import Grant, SharedRate
+from worker.errors import TransientError
 
-_BUCKET = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = math.ceil((1 - tokens) / rate)
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 60000)
-return wait
-"""
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _SPEC = re.compile(r"^(\d+(?:\.\d+)?)/([smh])$")
+
+
+class RateLimited(TransientError):
+    """The target's shared rate asks for a wait longer than an in-call pause."""
 
 
 def per_millisecond(spec: str) -> float:
@@ -50,12 +39,36 @@ def per_millisecond(spec: str) -> float:
 
 
 class RateLimiter:
+    """The target's shared bucket (`worker.adaptive_rate`), by its ``rate_limit`` spec."""
+
     def __init__(self, client: redis.Redis) -> None:
-        self._bucket = client.register_script(_BUCKET)
+        self.shared = SharedRate(client)
 
     def acquire(self, target: str, spec: str) -> float:
         """Take a token for one request to ``target``; seconds to wait first if none is left."""
-        rate = per_millisecond(spec)
-        burst = max(1.0, math.ceil(rate * 100))  # a tenth of a second's worth
-        wait_ms = self._bucket(keys=[f"{PREFIX}:rate:{target}"], args=[rate, burst])
-        return int(wait_ms) / 1000.0
+        return self.take(target, spec, adaptive=False).wait
+
+    def take(self, target: str, spec: str, adaptive: bool) -> Grant:
+        """A token (or the wait for one) at the current rate, with the bucket's epoch."""
+        return self.shared.take(target, per_millisecond(spec), adaptive)
+
+    def slow_down(self, target: str, spec: str, epoch: int) -> Grant:
+        """The engine pushed back on a request sent under ``epoch``."""
+        return self.shared.slow_down(target, per_millisecond(spec), epoch)
+
+    def wait_for_token(
+        self, target: str, spec: str, adaptive: bool, cap: float,
+        sleep: Callable[[float], None],
+    ) -> int:
+        """Wait (up to ``cap`` seconds a time) for a token; `RateLimited` for a longer wait,
+        which becomes a retry later. Returns the epoch a backpressure answer reports."""
+        while True:
+            grant = self.take(target, spec, adaptive)
+            if grant.wait <= 0:
+                return grant.epoch
+            if grant.wait > cap:
+                raise RateLimited(
+                    f"rate limit of target reached ({grant.rate:.3g}/s now, at most {spec})",
+                    retry_after=grant.wait,
+                )
+            sleep(grant.wait)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import structlog
 from kombu.connection import Connection
 
 from worker.config import Settings, Targets, load_targets, settings
@@ -23,6 +24,8 @@ from worker.ratelimit import RateLimiter
 from worker.results import KombuPublisher, ResultStore
 from worker.retry import RetryPolicy
 from worker.service import StartService
+
+log = structlog.get_logger("worker.runtime")
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,28 @@ def check_lease(cfg: Settings, targets: Targets) -> None:
             )
 
 
+def warn_unverified(targets: Targets) -> None:
+    """``verify_tls = false`` stays possible (a test engine), but never silently."""
+    for target in targets.values():
+        if not target.verify_tls:
+            log.warning(
+                "target.tls_unverified",
+                target=target.name,
+                reason="verify_tls = false: the engine's certificate is not checked, so "
+                "anyone between the worker and the engine can read and change its calls; "
+                "use tls.ca_file for a private CA instead",
+            )
+
+
 def build_runtime(cfg: Settings, targets: Targets, connection: Connection | None = None) -> Runtime:
     check_lease(cfg, targets)
+    warn_unverified(targets)
     client = shared_redis(cfg.require_redis())
     results = result_store(cfg, connection)
     dead_letters = DeadLetters(client)
     service = StartService(
         targets=targets,
-        engines=EngineCache(targets),
+        engines=EngineCache(targets, client),
         ledger=Ledger(client, cfg.lease_seconds, cfg.retention_days),
         results=results,
         dead_letters=dead_letters,

@@ -31,6 +31,7 @@ from worker.engines import EngineCache
 from worker.engines.base import Engine, Started, StartRequest
 from worker.errors import (
     AmbiguousError,
+    Backpressure,
     ConflictError,
     InvalidJob,
     JobError,
@@ -50,7 +51,7 @@ from worker.ledger import Claim, FinalState, Ledger
 from worker.liveness import Liveness
 from worker.metrics import ambiguous_outcome, in_call_retry, job_finished
 from worker.models import ErrorInfo, Job, Result, Status, own_job_id, utcnow
-from worker.ratelimit import RateLimiter
+from worker.ratelimit import RateLimited, RateLimiter
 from worker.redis_batch import Batch, ScriptCall
 from worker.results import ResultStore
 from worker.retry import RetryPolicy
@@ -89,8 +90,7 @@ class RetryLater:
 Outcome = Done | RetryLater
 
 
-class RateLimited(TransientError):
-    """The target's shared rate limit asks for a wait longer than an in-call pause."""
+__all__ = ["Delivery", "Done", "RateLimited", "RetryLater", "StartService"]
 
 
 class Fenced(TransientError):
@@ -333,7 +333,7 @@ class _Run:
         policy; and a duplicate never costs a token request) or the fetch failed.
         """
         assert self.engine is not None
-        if not self.engine.credentials.ready:
+        if request.deferred or not self.engine.credentials.ready:
             return None
         try:
             return self.engine.prepare(request)
@@ -417,7 +417,9 @@ class _Run:
         assert self.engine is not None
         engine = self.engine
 
-        limit = svc.targets[self.job.target].rate_limit
+        target = svc.targets[self.job.target]
+        limit = target.rate_limit
+        epoch: list[int] = []  # the shared rate's epoch this attempt's token was taken in
 
         def mark() -> None:
             """Called by the engine right before each send, once credentials are in place."""
@@ -432,9 +434,15 @@ class _Run:
 
         def attempt() -> Started:
             if limit and svc.rate_limiter is not None:
-                self._take_token(limit)
+                epoch[:] = [svc.rate_limiter.wait_for_token(
+                    self.job.target, limit, target.adaptive_rate, svc.policy.cap, svc.sleep)]
             prepared, self.prepared = self.prepared, None  # fresh credentials on a retry
-            started = engine.execute(request, prepared, before_send=mark)
+            try:
+                started = engine.execute(request, prepared, before_send=mark)
+            except Backpressure:
+                if epoch and limit and target.adaptive_rate and svc.rate_limiter is not None:
+                    svc.rate_limiter.slow_down(self.job.target, limit, epoch[0])
+                raise
             failpoint("after_response", self.job_id, self.job.process_id)
             return started
 
@@ -460,16 +468,9 @@ class _Run:
         except JobError:
             self._ledger("FAILED")
             raise
-        return self._created(started.instance_id)
-
-    def _take_token(self, limit: str) -> None:
-        """Wait for the target's shared rate limit; a long wait becomes a retry later."""
-        svc = self.service
-        assert svc.rate_limiter is not None
-        while (wait := svc.rate_limiter.acquire(self.job.target, limit)) > 0:
-            if wait > svc.policy.cap:
-                raise RateLimited(f"rate limit {limit} of target reached", retry_after=wait)
-            svc.sleep(wait)
+        if started.existing:
+            self.log.info("job.engine_duplicate", instance_id=started.instance_id)
+        return self._created(started.instance_id, "duplicate" if started.existing else "created")
 
     # ---- outcomes
 
@@ -498,9 +499,9 @@ class _Run:
             attempts=self.attempts,
         )
 
-    def _created(self, instance_id: str) -> Outcome:
+    def _created(self, instance_id: str, status: Status = "created") -> Outcome:
         finish = self._finish_call("SUCCEEDED", instance_id)
-        result = self._result("created", instance_id=instance_id)
+        result = self._result(status, instance_id=instance_id)
         return self.service._done(result, ledger_step=finish)
 
     def succeed(self, instance_id: str, status: Status) -> Outcome:

@@ -54,15 +54,27 @@ def dotted(loc: Iterable[int | str]) -> str:
     return out or "(job)"
 
 
-def describe(exc: ValidationError, known_fields: Iterable[str] = (), prefix: str = "") -> list[str]:
-    """One message per pydantic error, unknown fields with a suggestion."""
+def describe(
+    exc: ValidationError,
+    known_fields: Iterable[str] = (),
+    prefix: str = "",
+    nested: Mapping[str, Iterable[str]] | None = None,
+) -> list[str]:
+    """One message per pydantic error, unknown fields with a suggestion.
+
+    ``nested`` names the fields of a nested model by its field (``message``), so
+    an unknown field in there is compared with the right names.
+    """
     known = list(known_fields)
     messages = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         where = dotted((prefix, *loc) if prefix else loc)
         if err["type"] == "extra_forbidden":
-            hint = did_you_mean(str(loc[-1]), known) if loc else ""
+            choices = known
+            if nested and len(loc) == 2 and str(loc[0]) in nested:
+                choices = list(nested[str(loc[0])])
+            hint = did_you_mean(str(loc[-1]), choices) if loc else ""
             messages.append(f"{where}: unknown field{hint}")
         elif err["type"] == "missing":
             messages.append(f"{where}: required field is missing")

@@ -27,18 +27,22 @@ from typing import Any
 
 import pytest
 import responses
-import yaml
-from openapi_schema_validator import OAS30Validator, oas30_format_checker
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
-from tests.support.vendored import spec_path
+from tests.support.camunda8_specs import (
+    Spec,
+    errors_of,
+    load,
+    validate,
+)
+from tests.support.camunda8_specs import spec88 as load_spec88
+from tests.support.camunda8_specs import spec89 as load_spec89
 from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE
 from worker.engines.camunda8 import Camunda8, key_tag
 from worker.errors import (
     AmbiguousError,
+    Backpressure,
     ConflictError,
     InvalidJob,
     JobError,
@@ -47,97 +51,21 @@ from worker.errors import (
 )
 from worker.models import Job
 
-SPEC_88 = "camunda8-8.8-orchestration-cluster-rest-api.yaml"
-SPEC_89 = "camunda8-8.9-orchestration-cluster-rest-api.bundle.json"
 BASE = "http://c8.test"
 CREATE = f"{BASE}/v2/process-instances"
 SEARCH = f"{BASE}/v2/process-instances/search"
 KEY = "orders:A-17"
 CREATE_SCHEMA = "#/components/schemas/ProcessInstanceCreationInstruction"
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-UNICODE_PATTERNS = {r"^[\p{L}_][\p{L}\p{N}_\-\.]*$": r"^[^\W\d][\w\-.]*$"}
-
-
-def load(name: str) -> dict[str, Any]:
-    path = spec_path(name)
-    text = path.read_text(encoding="utf-8")
-    spec: dict[str, Any] = json.loads(text) if name.endswith(".json") else yaml.load(text, _LOADER)
-    return spec
-
-
-def python_patterns(node: Any, translated: set[str]) -> Any:
-    """The document with the patterns Python's ``re`` cannot compile translated."""
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            if k == "pattern" and isinstance(v, str) and v in UNICODE_PATTERNS:
-                translated.add(v)
-                out[k] = UNICODE_PATTERNS[v]
-            else:
-                out[k] = python_patterns(v, translated)
-        return out
-    if isinstance(node, list):
-        return [python_patterns(v, translated) for v in node]
-    return node
-
-
-class Spec:
-    """One OpenAPI document, registered so that fragments can keep their ``#/…`` refs."""
-
-    def __init__(self, document: dict[str, Any], uri: str) -> None:
-        self.document = document
-        self.uri = uri
-        resource = Resource.from_contents(document, default_specification=DRAFT4)
-        self.registry: Registry[Any] = Registry().with_resource(uri, resource)
-
-    def validator(self, schema: dict[str, Any]) -> OAS30Validator:
-        return OAS30Validator(
-            self.rebase(schema), registry=self.registry, format_checker=oas30_format_checker
-        )
-
-    def rebase(self, schema: Any) -> Any:
-        if isinstance(schema, dict):
-            return {
-                k: (self.uri + v if k == "$ref" and v.startswith("#") else self.rebase(v))
-                for k, v in schema.items()
-            }
-        if isinstance(schema, list):
-            return [self.rebase(v) for v in schema]
-        return schema
-
-    def operation(self, path: str, method: str = "post") -> dict[str, Any]:
-        assert path in self.document["paths"], f"{path} is not in the spec"
-        op: dict[str, Any] = self.document["paths"][path][method]
-        return op
-
-    def request_schema(self, path: str) -> dict[str, Any]:
-        schema: dict[str, Any] = self.operation(path)["requestBody"]["content"]["application/json"][
-            "schema"
-        ]
-        return schema
-
-    def schema(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = self.document["components"]["schemas"][name]
-        return found
-
-    def resolve(self, node: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in node:
-            section, kind, name = node["$ref"].removeprefix("#/").split("/")
-            node = self.document[section][kind][name]
-        return node
 
 
 @pytest.fixture(scope="module")
 def spec88() -> Spec:
-    return Spec(load(SPEC_88), "urn:startproc:camunda8-8.8")
+    return load_spec88()
 
 
 @pytest.fixture(scope="module")
 def spec89() -> Spec:
-    translated: set[str] = set()
-    document = python_patterns(load(SPEC_89), translated)
-    assert translated == set(UNICODE_PATTERNS), "the 8.9 \\p{L} pattern changed: update the map"
-    return Spec(document, "urn:startproc:camunda8-8.9")
+    return load_spec89()
 
 
 def patterns(node: Any) -> list[str]:
@@ -148,19 +76,6 @@ def patterns(node: Any) -> list[str]:
     if isinstance(node, list):
         return [p for v in node for p in patterns(v)]
     return []
-
-
-def errors_of(validator: OAS30Validator, instance: Any) -> list[str]:
-    out = []
-    for error in validator.iter_errors(instance):
-        out.append(f"{list(error.absolute_path)}: {error.message}")
-        out.extend(f"  {list(sub.absolute_path)}: {sub.message}" for sub in error.context or ())
-    return out
-
-
-def validate(validator: OAS30Validator, instance: Any) -> None:
-    problems = errors_of(validator, instance)
-    assert not problems, "\n".join([json.dumps(instance), *problems])
 
 
 def engine(api_version: str) -> Camunda8:
@@ -532,12 +447,12 @@ TITLES = {
     504: ("DEADLINE_EXCEEDED", "Time out between gateway and broker"),
 }
 EXPECTED = {
-    "8.8": {400: PermanentError, 500: AmbiguousError, 503: TransientError, 504: AmbiguousError},
+    "8.8": {400: PermanentError, 500: AmbiguousError, 503: Backpressure, 504: AmbiguousError},
     "8.9": {
         400: PermanentError,
         409: ConflictError,  # after looking up the holder: here not ours
         500: AmbiguousError,
-        503: TransientError,
+        503: Backpressure,
         504: AmbiguousError,
     },
 }

@@ -18,6 +18,7 @@ from worker.engines.blueworks import Blueworks
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    Backpressure,
     InvalidJob,
     PermanentError,
     TransientError,
@@ -211,10 +212,10 @@ def test_401_refreshes_the_token_once() -> None:
         (401, {"error": "not authorized"}, AuthenticationError),
         (403, None, PermanentError),
         (404, None, PermanentError),
-        (429, None, TransientError),
+        (429, None, Backpressure),
         (500, None, AmbiguousError),
         (502, None, AmbiguousError),
-        (503, None, TransientError),
+        (503, None, Backpressure),
         (504, None, AmbiguousError),
     ],
 )

@@ -18,6 +18,7 @@ from worker.engines.camunda7 import Camunda7, carried_business_key
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    Backpressure,
     InvalidJob,
     PermanentError,
     TransientError,
@@ -376,8 +377,8 @@ def refused() -> requests.ConnectionError:
         (500, {"type": "RestException", "message": "boom", "code": 0}, {}, PermanentError),
         (500, {"type": "RestException", "message": "no code before 7.18"}, {}, PermanentError),
         (500, {"type": "RestException", "message": "custom", "code": 20000}, {}, PermanentError),
-        (429, {"message": "slow down"}, {"Retry-After": "7"}, TransientError),
-        (503, None, {}, TransientError),
+        (429, {"message": "slow down"}, {"Retry-After": "7"}, Backpressure),
+        (503, None, {}, Backpressure),
         (502, None, {}, AmbiguousError),
         (504, None, {}, AmbiguousError),
     ],

@@ -27,6 +27,7 @@ from worker.engines.camunda8 import TAG, Camunda8, key_tag
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    Backpressure,
     ConflictError,
     InvalidJob,
     JobError,
@@ -554,7 +555,7 @@ def test_500_resource_exhausted_is_transient(payload: dict[str, Any]) -> None:
     responses.post(CREATE, json=payload, status=500)
     with pytest.raises(TransientError) as caught:
         engine().start(job(), KEY)
-    assert type(caught.value) is TransientError
+    assert type(caught.value) is Backpressure  # a TransientError that slows the target
     assert caught.value.http_status == 500
     assert caught.value.engine_error == payload
     assert "RESOURCE_EXHAUSTED" in caught.value.message

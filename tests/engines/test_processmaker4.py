@@ -18,6 +18,7 @@ from worker.engines.processmaker4 import ProcessMaker4, pmql_string
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    Backpressure,
     InvalidJob,
     PermanentError,
     TransientError,
@@ -170,8 +171,8 @@ def test_422_is_an_invalid_job_with_the_field_errors() -> None:
         (403, {"message": "This action is unauthorized."}, PermanentError, "unauthorized"),
         (400, {"message": "Bad"}, PermanentError, "Bad"),
         (401, {"error": "Unauthenticated."}, AuthenticationError, "Unauthenticated"),
-        (429, {"message": "Too Many Attempts."}, TransientError, "Too Many"),
-        (503, {"message": "Service Unavailable"}, TransientError, "Unavailable"),
+        (429, {"message": "Too Many Attempts."}, Backpressure, "Too Many"),
+        (503, {"message": "Service Unavailable"}, Backpressure, "Unavailable"),
         (502, None, AmbiguousError, "may exist"),
         (504, None, AmbiguousError, "may exist"),
         (500, {"message": "Server Error"}, AmbiguousError, "may exist.*options.event is a start"),

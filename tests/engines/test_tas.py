@@ -17,6 +17,7 @@ from worker.engines.tas import UNKNOWN_ID, Tas
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    Backpressure,
     InvalidJob,
     PermanentError,
     TransientError,
@@ -206,8 +207,8 @@ def test_bearer_token_and_json_body_are_sent() -> None:
         (422, {"message": "LOV value not allowed"}, PermanentError),
         (403, "Forbidden", PermanentError),
         (401, None, AuthenticationError),
-        (429, None, TransientError),
-        (503, None, TransientError),
+        (429, None, Backpressure),
+        (503, None, Backpressure),
         (500, {"error": "Internal"}, AmbiguousError),
         (502, None, AmbiguousError),
         (504, "<html>gateway</html>", AmbiguousError),

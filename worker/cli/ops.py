@@ -336,6 +336,12 @@ def sandbox(
     host: str = typer.Option(
         "127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on."
     ),
+    camunda7_as: str = typer.Option(
+        "camunda7",
+        "--camunda7-as",
+        metavar="PRODUCT",
+        help="Serve Camunda 7 as: camunda7 | operaton | cibseven.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run an engine emulator until Ctrl-C (for local development and demos)."""
@@ -345,7 +351,11 @@ def sandbox(
     if engine != "all" and engine not in ENGINE_NAMES:
         fail(f"unknown engine {engine!r}{did_you_mean(engine, ENGINE_NAMES)}")
     try:
-        server = SandboxServer(engines=engine, host=host, port=port).start()
+        server = SandboxServer(
+            engines=engine, host=host, port=port, camunda7_product=camunda7_as
+        ).start()
+    except ValueError as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
     names = list(ENGINE_NAMES) if engine == "all" else [engine]

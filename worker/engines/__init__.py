@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import threading
 
+import redis
+
 from worker.auth import credentials_for
 from worker.config import TargetBase, Targets
 from worker.engines.base import Engine
@@ -35,12 +37,18 @@ def engine_class(name: str) -> type[Engine]:
     return cls
 
 
-def build_engine(target: TargetBase) -> Engine:
-    """An adapter for ``target`` with its own pooled session and credentials."""
+def build_engine(target: TargetBase, client: redis.Redis | None = None) -> Engine:
+    """An adapter for ``target`` with its own pooled session and credentials.
+
+    ``client``: the Redis that OAuth2 tokens are shared through (``token_cache = "redis"``).
+    """
     session = make_session(
-        pool_size=target.max_connections, verify=target.verify_tls, base_url=target.base_url
+        pool_size=target.max_connections,
+        verify=target.tls.verify(target.verify_tls),
+        base_url=target.base_url,
+        cert=target.tls.cert(),
     )
-    credentials = credentials_for(target.auth, session, target.timeout)
+    credentials = credentials_for(target.auth, session, target.timeout, client)
     engine = getattr(target, "engine", "")
     return engine_class(engine)(target, session, credentials)
 
@@ -48,8 +56,9 @@ def build_engine(target: TargetBase) -> Engine:
 class EngineCache:
     """One adapter per target per process, so sessions and tokens are shared by threads."""
 
-    def __init__(self, targets: Targets) -> None:
+    def __init__(self, targets: Targets, client: redis.Redis | None = None) -> None:
         self.targets = targets
+        self.client = client
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
 
@@ -63,7 +72,7 @@ class EngineCache:
                     raise InvalidJob(
                         f"target: unknown target {target_name!r}{self.targets.suggest(target_name)}"
                     )
-                self._engines[target_name] = build_engine(self.targets[target_name])
+                self._engines[target_name] = build_engine(self.targets[target_name], self.client)
             return self._engines[target_name]
 
     def close(self) -> None:

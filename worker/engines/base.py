@@ -3,8 +3,11 @@
 An adapter is small on purpose. It answers four questions and nothing else:
 
 1. `build_request`: what HTTP request starts this job? (Validates the job's
-   ``options`` and everything the engine would reject, *before* sending;
-   `Engine.start_request` adds what HTTP itself cannot carry.)
+    ``options`` and everything the engine would reject, *before* sending;
+    `Engine.start_request` adds what HTTP itself cannot carry.)
+    Engines that start processes by message (``supports_messages``) also
+    answer it for a job that names a start message (`build_message_request`);
+    `request_for` picks the one a job needs, and refuses a message elsewhere.
 2. `classify`: is this response a success, and if not, which error class?
    Start from `classify_http` and override only the engine's quirks.
 3. `instance_id`: which field of a success body is the instance id?
@@ -36,12 +39,13 @@ from worker.config import TargetBase
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
+    Backpressure,
     InvalidJob,
     JobError,
     PermanentError,
     TransientError,
 )
-from worker.http import call_deadline, parse_retry_after, transport_error
+from worker.http import CallState, call_deadline, parse_retry_after, transport_error
 from worker.models import Job
 from worker.validation import describe
 
@@ -49,6 +53,7 @@ KEY_VARIABLE = "_startproc_key"
 """Variable that carries the idempotency key into engines whose lookup searches variables."""
 
 _TRANSIENT = {408, 425, 429, 503}
+_BACKPRESSURE = {429, 503}
 _AMBIGUOUS = {500, 502, 504}
 _NOT_IMPLEMENTED = {501, 505}
 
@@ -63,7 +68,13 @@ class Options(BaseModel):
 
 @dataclass(frozen=True)
 class StartRequest:
-    """One HTTP request, relative to the target's ``base_url``."""
+    """One HTTP request, relative to the target's ``base_url``.
+
+    ``context`` holds what the adapter built the request from and needs again
+    when the answer comes (never sent). ``deferred`` marks a request the
+    adapter completes right before sending (`Engine.resolve`, e.g. a look-up
+    of the definition key): credentials are applied only then.
+    """
 
     method: str
     path: str
@@ -71,15 +82,22 @@ class StartRequest:
     form: dict[str, str] | None = None
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    context: dict[str, str] = field(default_factory=dict)
+    deferred: bool = False
 
 
 @dataclass(frozen=True)
 class Started:
-    """A created instance: its id and the engine's raw answer (kept for TAS)."""
+    """A started instance: its id and the engine's raw answer (kept for TAS).
+
+    ``existing``: the engine pointed at an instance another start made (the
+    job asked for it instead of a conflict), so the job is a duplicate.
+    """
 
     instance_id: str
     http_status: int
     body: Any = None
+    existing: bool = False
 
 
 def response_body(response: requests.Response) -> Any:
@@ -125,9 +143,8 @@ def classify_http(
         return AuthenticationError(detail, http_status=status, engine_error=body)
     if status in _TRANSIENT:
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        return TransientError(
-            detail, http_status=status, engine_error=body, retry_after=retry_after
-        )
+        kind = Backpressure if status in _BACKPRESSURE else TransientError
+        return kind(detail, http_status=status, engine_error=body, retry_after=retry_after)
     if status in _NOT_IMPLEMENTED:
         return PermanentError(detail, http_status=status, engine_error=body)
     if status in _AMBIGUOUS or status >= 500:
@@ -143,6 +160,7 @@ class Engine(ABC):
     name: ClassVar[str]
     options_model: ClassVar[type[Options]] = Options
     supports_lookup: ClassVar[bool] = False
+    supports_messages: ClassVar[bool] = False
 
     def __init__(self, target: TargetBase, session: requests.Session, credentials: Credentials):
         self.target = target
@@ -154,6 +172,21 @@ class Engine(ABC):
     @abstractmethod
     def build_request(self, job: Job, key: str) -> StartRequest:
         """The start request for ``job``; `InvalidJob` for anything the engine would reject."""
+
+    def build_message_request(self, job: Job, key: str) -> StartRequest:
+        """The request that starts ``job`` by its ``message`` (``supports_messages`` only)."""
+        raise NotImplementedError(f"{self.name} has no start by message")
+
+    def request_for(self, job: Job, key: str) -> StartRequest:
+        """The request that starts ``job``: by its process, or by its start message."""
+        if job.message is None:
+            return self.build_request(job, key)
+        if not self.supports_messages:
+            raise InvalidJob(
+                f"message: {self.name} cannot start a process by message (only camunda8 "
+                "and camunda7 targets can); name the process instead"
+            )
+        return self.build_message_request(job, key)
 
     def classify(self, response: requests.Response, body: Any) -> JobError | None:
         """Success (None) or the error for this response. Override for engine quirks."""
@@ -168,6 +201,10 @@ class Engine(ABC):
     def lookup(self, job: Job, key: str) -> str | None:
         """The id of an instance already started for ``key``, or None when there is none."""
         raise NotImplementedError(f"{self.name} has no lookup")
+
+    def resolve(self, request: StartRequest) -> StartRequest:
+        """Complete a ``deferred`` request right before it is sent (network allowed here)."""
+        raise NotImplementedError(f"{self.name} defers no request")
 
     def probe_request(self) -> StartRequest | None:
         """A harmless read that proves the engine answers with our credentials (or None)."""
@@ -220,14 +257,22 @@ class Engine(ABC):
         again, after the new token, so the resend gets a lease of its own.
         """
         for attempt in (1, 2):
+            call = CallState()
             try:
                 if prepared is None:
                     prepared = self.prepare(request)
                 if before_send is not None:
                     before_send()
-                response = self._exchange(prepared)
+                response = self._exchange(prepared, call)
             except requests.RequestException as exc:
-                raise transport_error(exc, self.name) from None
+                raise transport_error(exc, self.name, written=call.written) from None
+            except OSError as exc:  # requests wraps network errors: these are local files
+                if isinstance(exc, TimeoutError | ConnectionError):
+                    raise
+                raise PermanentError(
+                    f"{self.name}: the call could not be made ({type(exc).__name__}: "
+                    f"{exc.strerror or exc}); nothing was sent"
+                ) from None
             if response.status_code == 401 and self.credentials.refreshable and attempt == 1:
                 self.credentials.invalidate(response.request)
                 prepared = None
@@ -261,7 +306,9 @@ class Engine(ABC):
             raise InvalidJob(f"the request cannot be sent: {type(exc).__name__}") from None
         return prepared
 
-    def _exchange(self, prepared: requests.PreparedRequest) -> requests.Response:
+    def _exchange(
+        self, prepared: requests.PreparedRequest, call: CallState | None = None
+    ) -> requests.Response:
         """Hand a prepared request to the session's transport adapter and read the answer.
 
         The answer is read, to its last byte, within ``connect_timeout +
@@ -274,7 +321,7 @@ class Engine(ABC):
         session = self.session
         url = prepared.url or ""
         target = self.target
-        with call_deadline(target.connect_timeout + target.timeout):
+        with call_deadline(target.connect_timeout + target.timeout, call):
             response = session.get_adapter(url).send(
                 prepared,
                 timeout=(target.connect_timeout, target.timeout),
@@ -286,8 +333,8 @@ class Engine(ABC):
         return response
 
     def start_request(self, job: Job, key: str) -> StartRequest:
-        """`build_request`, checked to be sendable: decided before anything is claimed."""
-        request = self.build_request(job, key)
+        """`request_for`, checked to be sendable: decided before anything is claimed."""
+        request = self.request_for(job, key)
         check_sendable(request)
         return request
 
@@ -306,6 +353,8 @@ class Engine(ABC):
         ``prepared`` and ``before_send`` are `send`'s: the service marks the
         send in ``before_send``, after the credentials are in place.
         """
+        if request.deferred:
+            request, prepared = self.resolve(request), None
         response = self.send(request, prepared, before_send)
         body = response_body(response)
         error = self.classify(response, body)

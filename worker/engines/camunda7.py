@@ -4,14 +4,24 @@ Three routes: by key (latest version without tenant), by key and tenant
 (``job.tenant_id``), or by definition id (``options.process_definition_id``).
 There is no start-by-key-and-version, so a job with ``version`` is invalid.
 
-Variables are typed (``{value, type, valueInfo}``) from their JSON value;
-``options.variable_types`` overrides the type per name (ENGINE-NOTES: Json
-and Object need a *serialized* string, Date is ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``,
-Integer is 32-bit). ISO date strings stay Strings unless overridden: guessing
-would turn an order number like ``2026-01-02`` into a Date; a Date override
-takes any ISO 8601 date or date-time (naive ones as UTC). ``Object`` needs
-``{"type": "Object", "object_type_name": "<Java class>"}``. The overrides
-apply by name to start-instruction variables too (sent as process-scope).
+Variables are typed (``{value, type, valueInfo}``, `worker.engines.camunda7_values`)
+from their JSON value; ``options.variable_types`` overrides the type per
+name; a Date override takes any ISO 8601 date or date-time (naive ones as
+UTC). ``Object`` needs ``{"type": "Object", "object_type_name": "<Java
+class>"}``. The overrides apply by name to start-instruction variables too
+(sent as process-scope).
+
+A job with ``message`` instead of ``process`` correlates it:
+``POST /message`` with ``resultEnabled`` (the answer names the instance),
+the business key as below and the variables as ``processVariables``; only
+``options.variable_types`` applies. Camunda 7 matches a *start* message by
+name (and tenant) alone, so a ``correlation_key`` is refused. An unknown
+name is the engine's 400 (``MismatchingMessageCorrelationException``). A
+message that a waiting instance consumed instead of a start event started
+nothing: the job fails ``permanent``, naming that instance.
+
+The same API is served by the Camunda 7 forks Operaton and CIB seven
+(``engine = "camunda7"``, ``base_url`` their engine-rest root).
 
 Idempotency key carrying (C7 has no request id and no tags):
 
@@ -30,56 +40,27 @@ and deadlock (code 10000), which a retry can get past.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import requests
-from pydantic import Field, JsonValue, StrictBool, StrictStr, model_validator
+from pydantic import Field, JsonValue, StrictBool, model_validator
 
-from worker.engines._shared import (
-    check_known,
-    is_number,
-    parse_iso_datetime,
-    reserve_key_variable,
-    segment,
-)
+from worker.engines._shared import check_known, reserve_key_variable, segment
 from worker.engines.base import KEY_VARIABLE, Engine, Options, StartRequest
+from worker.engines.camunda7_values import NonEmpty, ObjectType, TypeName, typed
+from worker.engines.messages import refuse_options, start_message
 from worker.errors import InvalidJob, JobError, PermanentError, TransientError
 from worker.keys import short_hash
 from worker.models import Job
 
-TypeName = Literal[
-    "String", "Boolean", "Short", "Integer", "Long", "Double", "Date", "Json", "Xml", "Object",
-    "Null",
-]
-NonEmpty = Annotated[StrictStr, Field(min_length=1)]
-
-INT_RANGES = {"Short": 2**15, "Integer": 2**31, "Long": 2**63}
 RETRYABLE_CODES = {1: "optimistic locking", 10000: "deadlock"}
 BUSINESS_KEY_MAX = 255
-SERIALIZED = {"Json", "Xml", "Object"}
 # (instance query, its business key parameter, the matching variable query)
 SEARCHES = (
     ("/process-instance", "businessKey", "/variable-instance"),
     ("/history/process-instance", "processInstanceBusinessKey", "/history/variable-instance"),
 )
-WHOLE = re.compile(r"^\s*[+-]?[0-9]+\s*$")
-
-
-class ObjectType(Options):
-    """An override that needs more than a name (``Object``: the Java type to deserialize to)."""
-
-    type: TypeName
-    object_type_name: NonEmpty | None = None
-    serialization_data_format: NonEmpty = "application/json"
-
-    @model_validator(mode="after")
-    def _object_needs_class(self) -> ObjectType:
-        if self.type == "Object" and not self.object_type_name:
-            raise ValueError("type Object needs object_type_name (the Java class)")
-        return self
+MESSAGE_PATH = "/message"
 
 
 class StartInstruction(Options):
@@ -116,107 +97,11 @@ def carried_business_key(key: str) -> str:
     return key if len(key) <= BUSINESS_KEY_MAX else f"startproc:{short_hash(key, 64)}"
 
 
-def c7_date(value: Any, where: str) -> str:
-    """``2026-01-02T03:04:05.000+0000``: Java's ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``."""
-    moment = parse_iso_datetime(value, where)
-    millis = f"{moment.microsecond // 1000:03d}"
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + millis + moment.strftime("%z")
-
-
-def _whole(value: Any, kind: str, where: str) -> int:
-    convertible = isinstance(value, str) and WHOLE.match(value) is not None
-    if convertible or (is_number(value) and isinstance(value, float) and value.is_integer()):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidJob(f"{where}: cannot convert {value!r:.64} to {kind}")
-    limit = INT_RANGES[kind]
-    if not -limit <= value < limit:
-        raise InvalidJob(f"{where}: {value} is out of range for {kind}")
-    return value
-
-
-def _scalar(value: Any, kind: str, where: str) -> Any:
-    """The JSON value C7 accepts for a primitive ``kind``."""
-    if kind in INT_RANGES:
-        return _whole(value, kind, where)
-    if kind == "Double":
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if not is_number(value):
-            raise InvalidJob(f"{where}: cannot convert {value!r:.64} to Double")
-        return float(value)
-    if kind == "Boolean":
-        text = value.strip().lower() if isinstance(value, str) else None
-        if text in ("true", "false"):
-            return text == "true"
-        if not isinstance(value, bool):
-            raise InvalidJob(f"{where}: cannot convert {value!r:.64} to Boolean")
-        return value
-    if kind == "Date":
-        return c7_date(value, where)
-    if kind == "Null":
-        raise InvalidJob(f"{where}: type Null takes only null")
-    if isinstance(value, dict | list):
-        raise InvalidJob(f"{where}: a {type(value).__name__} cannot be a String (use Json)")
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def infer_type(value: Any, where: str) -> TypeName:
-    """The C7 type of a plain JSON value."""
-    if value is None:
-        return "Null"
-    if isinstance(value, bool):
-        return "Boolean"
-    if isinstance(value, int):
-        if -INT_RANGES["Integer"] <= value < INT_RANGES["Integer"]:
-            return "Integer"
-        if -INT_RANGES["Long"] <= value < INT_RANGES["Long"]:
-            return "Long"
-        raise InvalidJob(f"{where}: {value} does not fit a 64-bit Long")
-    if isinstance(value, float):
-        return "Double"
-    if isinstance(value, str):
-        return "String"
-    return "Json"
-
-
-def typed(value: Any, override: TypeName | ObjectType | None, where: str) -> dict[str, Any]:
-    """One ``VariableValueDto``."""
-    spec = override if isinstance(override, ObjectType) else None
-    if spec is not None:
-        kind = spec.type
-    elif isinstance(override, str):
-        kind = override
-    else:
-        kind = infer_type(value, where)
-    if value is None:
-        return {"value": None, "type": kind, "valueInfo": {}}
-    if kind not in SERIALIZED:
-        return {"value": _scalar(value, kind, where), "type": kind, "valueInfo": {}}
-    if kind == "Xml":
-        if not isinstance(value, str):
-            raise InvalidJob(f"{where}: type Xml needs a string")
-        return {"value": value, "type": kind, "valueInfo": {}}
-    try:
-        serialized = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        raise InvalidJob(f"{where}: {value!r:.64} is not valid JSON") from None
-    info: dict[str, Any] = {}
-    if kind == "Object":
-        if spec is None or not spec.object_type_name:
-            raise InvalidJob(f"{where}: type Object needs object_type_name")
-        info = {
-            "objectTypeName": spec.object_type_name,
-            "serializationDataFormat": spec.serialization_data_format,
-        }
-    return {"value": serialized, "type": kind, "valueInfo": info}
-
-
 class Camunda7(Engine):
     name = "camunda7"
     options_model = Camunda7Options
     supports_lookup = True
+    supports_messages = True
 
     def build_request(self, job: Job, key: str) -> StartRequest:
         opts = self.options(job, Camunda7Options)
@@ -228,12 +113,7 @@ class Camunda7(Engine):
         names = set(job.variables).union(*(i.variables for i in opts.start_instructions))
         reserve_key_variable(names)
         check_known(opts.variable_types, names, "options.variable_types")
-        body: dict[str, Any] = {"variables": self._variables(job.variables, opts, "variables")}
-        if job.business_key:
-            body["businessKey"] = job.business_key
-            body["variables"][KEY_VARIABLE] = {"value": key, "type": "String", "valueInfo": {}}
-        else:
-            body["businessKey"] = carried_business_key(key)
+        body: dict[str, Any] = self._carrying_key(job, opts, key, "variables")
         if opts.case_instance_id:
             body["caseInstanceId"] = opts.case_instance_id
         if opts.start_instructions:
@@ -248,6 +128,36 @@ class Camunda7(Engine):
         }
         body.update({name: True for name, on in flags.items() if on})
         return StartRequest("POST", self._path(job, opts), json=body)
+
+    def build_message_request(self, job: Job, key: str) -> StartRequest:
+        """``POST /message``: name, business key, typed variables, tenant; with the result."""
+        message = start_message(job, self.name)
+        if message.correlation_key is not None:
+            raise InvalidJob(
+                "message.correlation_key: Camunda 7 matches a start message by its name "
+                "(and tenant) only; leave it unset (the business key travels as businessKey)"
+            )
+        refuse_options(job, self.name, allowed=("variable_types",))
+        opts = self.options(job, Camunda7Options)
+        reserve_key_variable(job.variables)
+        check_known(opts.variable_types, job.variables, "options.variable_types")
+        body: dict[str, Any] = {"messageName": message.name}
+        carried = self._carrying_key(job, opts, key, "processVariables")
+        body.update(carried)
+        if job.tenant_id:
+            body["tenantId"] = job.tenant_id
+        body["resultEnabled"] = True
+        return StartRequest("POST", MESSAGE_PATH, json=body)
+
+    def _carrying_key(
+        self, job: Job, opts: Camunda7Options, key: str, variables_field: str
+    ) -> dict[str, Any]:
+        """The business key and the typed variables, one of them carrying ``key``."""
+        variables = self._variables(job.variables, opts, "variables")
+        if job.business_key:
+            variables[KEY_VARIABLE] = {"value": key, "type": "String", "valueInfo": {}}
+            return {variables_field: variables, "businessKey": job.business_key}
+        return {variables_field: variables, "businessKey": carried_business_key(key)}
 
     def _path(self, job: Job, opts: Camunda7Options) -> str:
         if opts.process_definition_id:
@@ -297,6 +207,8 @@ class Camunda7(Engine):
         return StartRequest("GET", "/version")
 
     def instance_id(self, body: Any) -> str:
+        if isinstance(body, list):  # a correlated message: the results, one with all=false
+            return _message_instance(body)
         value = body["id"]
         if not isinstance(value, str) or not value:
             raise TypeError("id is not an instance id")
@@ -305,11 +217,11 @@ class Camunda7(Engine):
     def lookup(self, job: Job, key: str) -> str | None:
         """Runtime first (same database, strongly consistent), then history (finished ones)."""
         opts = self.options(job, Camunda7Options)
-        scope: dict[str, str] = (
-            {"processDefinitionId": opts.process_definition_id}
-            if opts.process_definition_id
-            else {"processDefinitionKey": job.process_id}
-        )
+        scope: dict[str, str] = {}
+        if opts.process_definition_id:
+            scope["processDefinitionId"] = opts.process_definition_id
+        elif job.message is None:  # a message names no process: the business key alone
+            scope["processDefinitionKey"] = job.process_id
         if job.tenant_id:
             scope["tenantIdIn"] = job.tenant_id
         for instances, business_key_param, variables in SEARCHES:
@@ -333,3 +245,27 @@ class Camunda7(Engine):
             if isinstance(v, dict) and v.get("value") == key
         }
         return next((instance for instance in candidates if instance in owners), None)
+
+
+def _message_instance(results: list[Any]) -> str:
+    """The instance a correlated start message started (``resultType`` ProcessDefinition).
+
+    A message consumed by a waiting execution started nothing: retrying would
+    only deliver it again, so that is a permanent failure naming the instance.
+    """
+    if len(results) != 1 or not isinstance(results[0], dict):
+        raise ValueError("not one correlation result")
+    result = results[0]
+    if result.get("resultType") == "Execution":
+        execution = result.get("execution") or {}
+        raise PermanentError(
+            "camunda7: the message was consumed by a waiting instance "
+            f"({execution.get('processInstanceId')}), not by a message start event: "
+            "no instance was started",
+            http_status=200,
+            engine_error=results,
+        )
+    value = (result.get("processInstance") or {})["id"]
+    if not isinstance(value, str) or not value:
+        raise TypeError("processInstance.id is not an instance id")
+    return value

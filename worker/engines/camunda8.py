@@ -17,12 +17,16 @@ the job.
 On 8.9 every start carries a ``businessId``: ``options.business_id``, else the
 business key, else the idempotency key itself (its tag when longer than the
 256 characters allowed). With the cluster's business id uniqueness control on,
-the engine refuses a second active root instance with that id (409) for the
-same process definition and tenant; the instance holding it is then looked up
-(search by ``businessId``): ours (it carries the key's tag) means a lost
-attempt landed and is the start; another one is a `ConflictError` naming it.
-Assumption (the spec is silent): ``parentProcessInstanceKey: {"$exists":
-false}`` selects root instances, whose parent key is null.
+the engine refuses a second active root instance with that id (409); whose
+instance holds it is found in `worker.engines.business_ids`
+(``options.on_duplicate`` says what another app's instance makes the job).
+
+``options.version_tag`` (8.8+) pins the definition: its key is looked up
+(`worker.engines.version_tags`, cached) right before the send, and the
+instance is started by that key. A job with ``message`` instead of
+``process`` correlates the message (`worker.engines.messages`):
+``POST /v2/messages/correlation``, whose ``processInstanceKey`` is the
+instance; the key travels as the variable ``_startproc_key`` there.
 """
 
 from __future__ import annotations
@@ -30,20 +34,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import requests
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from worker.engines.base import KEY_VARIABLE, Engine, Options, Started, StartRequest
-from worker.errors import (
-    AmbiguousError,
-    ConflictError,
-    InvalidJob,
-    JobError,
-    PermanentError,
-    TransientError,
-)
+from worker.engines.business_ids import instance_key, resolve_clash
+from worker.engines.messages import refuse_options, start_message, variables_with_key
+from worker.engines.version_tags import DefinitionKeys
+from worker.errors import AmbiguousError, Backpressure, InvalidJob, JobError, PermanentError
 from worker.keys import int64_reference, short_hash
 from worker.models import Job
 
@@ -56,6 +56,7 @@ LONG_KEY = r"^-?[0-9]{1,24}$"
 MAX_TAGS = 10
 MAX_BUSINESS_ID = 256
 PATH = "/v2/process-instances"
+MESSAGE_PATH = "/v2/messages/correlation"
 
 
 def key_tag(key: str) -> str:
@@ -71,6 +72,8 @@ class Camunda8Options(Options):
         default_factory=list, max_length=MAX_TAGS - 1
     )
     business_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    on_duplicate: Literal["reject", "return_existing"] | None = None
+    version_tag: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
     start_instructions: list[StrictStr | dict[str, StrictStr]] = Field(default_factory=list)
     await_completion: StrictBool = False
     fetch_variables: list[StrictStr] = Field(default_factory=list)
@@ -99,6 +102,11 @@ class Camunda8(Engine):
     name = "camunda8"
     options_model = Camunda8Options
     supports_lookup = True
+    supports_messages = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.definition_keys = DefinitionKeys(self.fetch)
 
     @property
     def version(self) -> str:
@@ -134,10 +142,50 @@ class Camunda8(Engine):
             body["requestTimeout"] = opts.request_timeout
         self._tags(body, opts, key)
         self._business_id(body, job, opts, key)
-        return StartRequest("POST", PATH, json=body)
+        context: dict[str, str] = {"on_duplicate": opts.on_duplicate or "reject"}
+        if opts.version_tag is not None:
+            context["version_tag"] = opts.version_tag
+        return StartRequest("POST", PATH, json=body, context=context,
+                            deferred=opts.version_tag is not None)
+
+    def build_message_request(self, job: Job, key: str) -> StartRequest:
+        """``POST /v2/messages/correlation``: name, correlation key, variables, tenant."""
+        message = start_message(job, self.name)
+        refuse_options(job, self.name)
+        if job.tenant_id is not None and not TENANT_ID.match(job.tenant_id):
+            raise InvalidJob(f"tenant_id: {job.tenant_id!r} does not match {TENANT_ID.pattern}")
+        body: dict[str, Any] = {"name": message.name}
+        if message.correlation_key is not None:
+            body["correlationKey"] = message.correlation_key
+        body["variables"] = variables_with_key(job, key)
+        if job.tenant_id:
+            body["tenantId"] = job.tenant_id
+        return StartRequest("POST", MESSAGE_PATH, json=body)
+
+    def resolve(self, request: StartRequest) -> StartRequest:
+        """A version-tag start: by the definition key the tag names (looked up, cached)."""
+        body = dict(request.json)
+        process_id = body.pop("processDefinitionId")
+        key = self.definition_keys.key(
+            process_id, request.context["version_tag"], body.get("tenantId")
+        )
+        context = {**request.context, "process_id": process_id}
+        return StartRequest(request.method, request.path, json={"processDefinitionKey": key,
+                            **body}, context=context)
 
     def _check_identifiers(self, job: Job, opts: Camunda8Options) -> None:
         """Refuse before sending what the engine's schema would refuse with a 400."""
+        if opts.version_tag is not None:
+            if self.version not in ("8.8", "8.9"):
+                raise InvalidJob(
+                    f"options.version_tag: needs api_version 8.8 or later (target has "
+                    f"{self.version}): older versions cannot search definitions by tag"
+                )
+            for name, value in (("version", job.version),
+                                ("options.process_definition_key", opts.process_definition_key)):
+                if value is not None:
+                    raise InvalidJob(f"{name}: a job pins its definition by version_tag or by "
+                                     f"{name.removeprefix('options.')}, not both")
         pattern = PROCESS_ID_89 if self.version == "8.9" else PROCESS_ID
         if opts.process_definition_key is None and not pattern.match(job.process_id):
             raise InvalidJob(
@@ -175,14 +223,17 @@ class Camunda8(Engine):
         if self.version == "8.9":
             fallback = key if len(key) <= MAX_BUSINESS_ID else key_tag(key)
             body["businessId"] = opts.business_id or job.business_key or fallback
-        elif opts.business_id:
-            raise InvalidJob(
-                f"options.business_id: needs api_version 8.9 (target has {self.version})"
-            )
+            return
+        for name in ("business_id", "on_duplicate"):
+            if getattr(opts, name) is not None:
+                raise InvalidJob(
+                    f"options.{name}: needs api_version 8.9 (business ids; target has "
+                    f"{self.version})"
+                )
 
     def classify(self, response: requests.Response, body: Any) -> JobError | None:
         if response.status_code == 500 and _exhausted(body):
-            return TransientError(
+            return Backpressure(
                 f"camunda8 answered 500: {self.summarize(body)} (backpressure)",
                 http_status=500,
                 engine_error=body,
@@ -204,14 +255,15 @@ class Camunda8(Engine):
         return str(value)
 
     def lookup(self, job: Job, key: str) -> str | None:
-        """Search by the key's tag (8.8+) or variable (8.6). Eventually consistent."""
-        if self.uses_tags:
+        """Search by the key's tag (8.8+) or variable (8.6, starts by message). Eventually
+        consistent."""
+        if self.uses_tags and job.message is None:
             criteria: dict[str, Any] = {"tags": [key_tag(key)]}
         else:
             value = json.dumps(key)
             criteria = {"variables": [{"name": KEY_VARIABLE, "value": value}]}
         found = self._first(criteria)
-        return _instance_key(found) if found is not None else None
+        return instance_key(found) if found is not None else None
 
     def execute(
         self,
@@ -220,63 +272,19 @@ class Camunda8(Engine):
         before_send: Callable[[], None] | None = None,
     ) -> Started:
         """`Engine.execute`; on 8.9 a 409 (business id in use) is resolved to whose it is."""
+        if request.deferred:
+            request, prepared = self.resolve(request), None
         try:
             return super().execute(request, prepared, before_send)
         except PermanentError as exc:
-            body = request.json
+            body, context = request.json, request.context
+            if exc.http_status == 404 and "version_tag" in context:  # the tagged key is gone
+                self.definition_keys.forget(
+                    context["process_id"], context["version_tag"], body.get("tenantId")
+                )
             if exc.http_status != 409 or self.version != "8.9" or "businessId" not in body:
                 raise
-            return self._business_id_holder(body, exc)
-
-    def _business_id_holder(self, body: dict[str, Any], clash: PermanentError) -> Started:
-        """The engine refused a second active instance with our business id: whose is it?
-
-        Ours (it carries the key's tag): a lost attempt landed, and it is the
-        start. Another one: a conflict naming it, unless ours turns up by its
-        tag (it completed before the other began). Not found, or the search
-        failed: ambiguous, so the key is reconciled later, never re-sent
-        blindly (the holder may be ours and complete before a resend).
-        """
-        business_id = body["businessId"]
-        tag = body["tags"][-1]  # `_tags` puts the key's tag last
-        criteria: dict[str, Any] = {
-            "businessId": business_id,
-            "state": "ACTIVE",
-            "parentProcessInstanceKey": {"$exists": False},  # root instances only
-        }
-        criteria.update(
-            {k: body[k] for k in ("processDefinitionId", "processDefinitionKey", "tenantId")
-             if k in body}
-        )
-        try:
-            holder = self._first(criteria)
-            if holder is not None and tag in (holder.get("tags") or []):
-                return Started(_instance_key(holder), 409, holder)
-            ours = self._first({"tags": [tag]})
-            if ours is not None:
-                return Started(_instance_key(ours), 409, ours)
-            existing = _instance_key(holder) if holder is not None else None
-        except (JobError, KeyError, TypeError) as exc:
-            reason = exc.message if isinstance(exc, JobError) else "no instance key in the answer"
-            raise AmbiguousError(
-                f"{clash.message}; looking up the instance holding business id "
-                f"{business_id!r} failed ({reason}): it may be ours",
-                http_status=409,
-                engine_error=clash.engine_error,
-            ) from None
-        if existing is None:
-            raise AmbiguousError(
-                f"{clash.message}; no active instance with business id {business_id!r} "
-                "found (completed since, or not searchable yet): it may be ours",
-                http_status=409,
-                engine_error=clash.engine_error,
-            )
-        raise ConflictError(
-            f"{clash.message} (held by instance {existing})",
-            http_status=409,
-            engine_error=clash.engine_error,
-            existing_instance_id=existing,
-        )
+            return resolve_clash(self._first, body, exc, context.get("on_duplicate", "reject"))
 
     def _first(self, criteria: dict[str, Any]) -> dict[str, Any] | None:
         """The first instance a search with this filter finds, or None."""
@@ -287,10 +295,6 @@ class Camunda8(Engine):
                 "camunda8 search answered without a list of items", engine_error=body
             )
         return items[0] if items else None
-
-
-def _instance_key(item: dict[str, Any]) -> str:
-    return str(item["processInstanceKey"])
 
 
 def _exhausted(body: Any) -> bool:

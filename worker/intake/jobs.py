@@ -152,6 +152,18 @@ def _integral_numbers(item: Any) -> Any:
         value = fixed.get(name)
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
             fixed[name] = int(value)
+    message = fixed.get("message")
+    if isinstance(message, dict):
+        fixed["message"] = _integral_numbers_of(message, ("ttl",))
+    return fixed
+
+
+def _integral_numbers_of(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    fixed = dict(item)
+    for name in names:
+        value = fixed.get(name)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            fixed[name] = int(value)
     return fixed
 
 

@@ -87,13 +87,25 @@ def job_schema() -> tuple[dict[str, Any], dict[str, Any]]:
 
     ``process`` gets the bounds its validator enforces (1-256 printable
     characters), which pydantic cannot see in a ``field_validator``; a numeric
-    process id is documented as an int64.
+    process id is documented as an int64. Exactly one of ``process`` and
+    ``message`` is required (the validator of ``message``): a ``oneOf`` says so.
     """
     schema = Job.model_json_schema(ref_template=REF)
     defs = schema.pop("$defs", {})
-    text, number = schema["properties"]["process"]["anyOf"]
+    text, number, _null = schema["properties"]["process"]["anyOf"]
     text.update({"minLength": 1, "maxLength": 256, "pattern": r"^[^\x00-\x1f\x7f]+$"})
     number.update({"minimum": -(2**63), "maximum": 2**63 - 1})
+    schema["properties"]["message"]["description"] = (
+        "Instead of process: start the process whose message start event has this name "
+        "(Camunda 8 and 7); version must then be null or absent."
+    )
+    null = {"type": "null"}
+    given = {"not": null}
+    schema["oneOf"] = [
+        {"required": ["process"], "properties": {"process": given, "message": null}},
+        {"required": ["message"],
+         "properties": {"message": given, "process": null, "version": null}},
+    ]
     return schema, defs
 
 

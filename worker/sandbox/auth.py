@@ -37,6 +37,7 @@ class AuthSettings:
     audience: str | None = None
     token_ttl: int = 300
     require_on_behalf_of: bool = False
+    scope: str | None = None
 
 
 class TokenError(Exception):
@@ -72,12 +73,15 @@ class SandboxAuth:
         audience: str | None = None,
         token_ttl: int = 300,
         require_on_behalf_of: bool = False,
+        scope: str | None = None,
     ) -> AuthSettings:
         """Replace the auth scheme; previously issued tokens become invalid.
 
         basic needs username/password, bearer a token, oauth2 client_id and
         client_secret (plus username/password to allow the password grant).
-        ``require_on_behalf_of`` is Blueworks' Service ID mode.
+        ``require_on_behalf_of`` is Blueworks' Service ID mode. ``scope``
+        (space-separated, as Entra ID and Keycloak check it): a token request
+        must ask for all of them (400 ``invalid_scope`` otherwise).
         """
         if type not in _AUTH_TYPES:
             raise ValueError(f"auth type must be one of {_AUTH_TYPES}, not {type!r}")
@@ -89,7 +93,7 @@ class SandboxAuth:
         if missing:
             raise ValueError(f"auth type {type!r} needs {', '.join(missing)}")
         settings = AuthSettings(type, username, password, token, client_id, client_secret,
-                                audience, token_ttl, require_on_behalf_of)
+                                audience, token_ttl, require_on_behalf_of, scope)
         with self._lock:
             self._settings = settings
             self._tokens.clear()
@@ -152,10 +156,18 @@ class SandboxAuth:
                 _check_user(settings, params)
             if settings.audience and params.get("audience") not in (None, settings.audience):
                 raise TokenError(400, "invalid_request", "unknown audience")
+            if settings.scope and not set(settings.scope.split()) <= set(
+                    params.get("scope", "").split()):
+                raise TokenError(400, "invalid_scope", f"the scope must include "
+                                                       f"{settings.scope!r}")
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._tokens[token] = time.monotonic() + settings.token_ttl
-        return {"access_token": token, "token_type": "Bearer", "expires_in": settings.token_ttl}
+        answer: JsonDict = {"access_token": token, "token_type": "Bearer",
+                            "expires_in": settings.token_ttl}
+        if settings.scope:
+            answer["scope"] = settings.scope
+        return answer
 
 
 def _basic_matches(credentials: str, username: str | None, password: str | None) -> bool:

@@ -5,9 +5,10 @@ deployments; this base class does the rest the same way for all five engines:
 
 * routing (werkzeug ``Map``) and per-route request counters;
 * authentication of API routes (``SandboxAuth``) and an OAuth2 token route;
-* the start-request pipeline: latency → auth → fault (scripted, else drawn)
-  → handler → optional drop after commit or trickled answer; lookup routes (the
-  searches a worker reconciles with) take scripted ``"on": "lookup"`` faults the same way;
+* the start-request pipeline: latency → auth → capacity → fault (scripted,
+  else drawn) → handler → optional drop after commit or trickled answer;
+  lookup routes (the searches a worker reconciles with) take scripted
+  ``"on": "lookup"`` faults the same way;
 * the unauthenticated control routes under ``/_sandbox/``::
 
     GET  /_sandbox/instances      POST /_sandbox/faults   (configure kwargs or {"script": [...]})
@@ -71,7 +72,7 @@ class EngineApp:
     """Base WSGI app of an emulated engine (see the module docstring)."""
 
     name: ClassVar[str] = ""
-    base_path: ClassVar[str] = ""  # where the engine's API lives under its root
+    base_path: str = ""  # where the engine's API lives under its root (per app: C7 forks)
     issues_tokens: ClassVar[bool] = False  # serves POST {root}/oauth/token
 
     def __init__(self) -> None:
@@ -234,6 +235,11 @@ class EngineApp:
         self.faults.apply_latency()
         if not self._authorized(request):
             return self.unauthorized_response(request)
+        refused = self.faults.over_capacity()
+        if refused is not None:
+            return self.error_response(
+                request, refused, f"Over capacity: this engine takes "
+                f"{self.faults.settings.capacity_per_s:g} starts per second", {})
         return self._with_fault(self.faults.next_fault("start"), route, request, args)
 
     def _run_lookup(self, route: Route, request: Request, args: dict[str, Any]) -> Response:

@@ -1,4 +1,10 @@
-"""Camunda 7 engine-rest emulator (routes under ``/engine-rest``).
+"""Camunda 7 engine-rest emulator (routes under ``/engine-rest``, or another base path).
+
+``product`` makes it answer as one of the API-compatible forks: ``operaton``
+or ``cibseven`` (their ``/version``, their Java package names in errors);
+``base_path`` serves the API elsewhere (a Spring Boot application may mount
+it under its own path). A definition may declare a message start event
+(``message_start``): ``POST /message`` starts it (``camunda7_messages``).
 
 Start by key (latest version without tenant), by key and tenant, or by
 definition id; typed variables converted as the engine does
@@ -23,11 +29,17 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request, Response
 
 from worker.sandbox.base import EngineApp, Route, next_version
+from worker.sandbox.camunda7_messages import Correlation, correlation_result, parse_correlation
 from worker.sandbox.camunda7_variables import VariableError, convert_variables, plain_value
 from worker.sandbox.faults import Fault
 from worker.sandbox.store import Registry
 from worker.sandbox.web import JsonDict, Reject, java_date, json_response, read_json, utc_now
 
+PRODUCTS = {  # name -> (GET /version, the package of the REST DTOs)
+    "camunda7": ("7.24.0", "org.camunda.bpm.engine.rest.dto"),
+    "operaton": ("1.0.0", "org.operaton.bpm.engine.rest.dto"),
+    "cibseven": ("2.0.0", "org.cibseven.bpm.engine.rest.dto"),
+}
 _START_FIELDS = {"businessKey": str, "caseInstanceId": str, "variables": dict,
                  "startInstructions": list, "skipCustomListeners": bool,
                  "skipIoMappings": bool, "withVariablesInReturn": bool}
@@ -49,6 +61,7 @@ class Definition:
     version: int
     tenant_id: str | None
     name: str
+    message_start: str | None = None
 
     def view(self) -> JsonDict:
         return {"id": self.id, "key": self.key, "version": self.version,
@@ -59,15 +72,27 @@ class Camunda7App(EngineApp):
     """engine-rest start and look-up routes."""
 
     name = "camunda7"
-    base_path = "/engine-rest"
 
-    def __init__(self) -> None:
+    def __init__(self, base_path: str = "/engine-rest", product: str = "camunda7") -> None:
+        if product not in PRODUCTS:
+            raise ValueError(f"product must be one of {sorted(PRODUCTS)}, not {product!r}")
+        if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
+            raise ValueError(f"base_path must start with / and not end with one: {base_path!r}")
+        self.base_path = base_path
+        self.product = product
         self._definitions: Registry[str, Definition] = Registry()
         super().__init__()
 
+    @property
+    def dto_package(self) -> str:
+        return PRODUCTS[self.product][1]
+
     def deploy(self, key: str = "", tenant_id: str | None = None, name: str | None = None,
-               version: int | None = None) -> JsonDict:
-        """Deploy ``key`` (next version for that tenant unless given); returns the definition."""
+               version: int | None = None, message_start: str | None = None) -> JsonDict:
+        """Deploy ``key`` (next version for that tenant unless given); returns the definition.
+
+        ``message_start``: the name of the definition's message start event.
+        """
         if not key:
             raise ValueError("deploy needs a key")
 
@@ -75,7 +100,8 @@ class Camunda7App(EngineApp):
             number = next_version((d.version for d in deployed
                                    if d.key == key and d.tenant_id == tenant_id), version, key)
             definition_id = f"{key}:{number}:{uuid.uuid4()}"
-            return definition_id, Definition(definition_id, key, number, tenant_id, name or key)
+            return definition_id, Definition(definition_id, key, number, tenant_id, name or key,
+                                             message_start)
 
         return self._definitions.insert(make).view()
 
@@ -84,6 +110,7 @@ class Camunda7App(EngineApp):
         self.deploy("invoice", name="Invoice Receipt")
         self.deploy("loan-approval", name="Loan Approval")
         self.deploy("invoice", tenant_id="acme", name="Invoice Receipt")
+        self.deploy("invoice-intake", name="Invoice intake", message_start="invoice-received")
 
     @property
     def definitions(self) -> list[JsonDict]:
@@ -106,8 +133,9 @@ class Camunda7App(EngineApp):
             Route(f"{root}/variable-instance", "GET", self._runtime_variables, "lookup"),
             Route(f"{root}/history/variable-instance", "GET", self._history_variables,
                   "lookup"),
+            Route(f"{root}/message", "POST", self._correlate, "start"),
             Route(f"{root}/version", "GET",
-                  lambda request, args: json_response({"version": "7.24.0"})),
+                  lambda request, args: json_response({"version": PRODUCTS[self.product][0]})),
         ]
 
     # -- errors ----------------------------------------------------------------------
@@ -151,25 +179,64 @@ class Camunda7App(EngineApp):
 
     def _create(self, request: Request, definition: Definition) -> Response:
         body = read_json(request, empty={})
-        _validate_start_body(body)
-        try:
-            typed = convert_variables(body.get("variables"))
-        except VariableError as exc:
-            raise Reject(400, f"Cannot instantiate process definition {definition.id}: {exc}",
-                         type="InvalidRequestException") from exc
-        instance_id = str(uuid.uuid4())
-        self.record(
-            instance_id, definition.key, version=definition.version,
-            variables={name: plain_value(value) for name, value in typed.items()},
-            business_key=body.get("businessKey"), tenant_id=definition.tenant_id,
-            definitionId=definition.id, definitionName=definition.name,
-            typed_variables=typed, caseInstanceId=body.get("caseInstanceId"),
-            started_at=java_date(utc_now()), request=body)
+        _validate_start_body(body, self.dto_package)
+        typed = self._typed(body.get("variables"), definition)
+        instance_id = self._instantiate(definition, typed, body.get("businessKey"), body,
+                                        caseInstanceId=body.get("caseInstanceId"))
         view = self._instance_view(request, instance_id, definition, body.get("businessKey"),
                                    body.get("caseInstanceId"))
         if body.get("withVariablesInReturn"):
             view["variables"] = typed
         return json_response(view)
+
+    def _typed(self, variables: Any, definition: Definition) -> JsonDict:
+        try:
+            return convert_variables(variables)
+        except VariableError as exc:
+            raise Reject(400, f"Cannot instantiate process definition {definition.id}: {exc}",
+                         type="InvalidRequestException") from exc
+
+    def _instantiate(self, definition: Definition, typed: JsonDict, business_key: str | None,
+                     body: JsonDict, **extra: Any) -> str:
+        instance_id = str(uuid.uuid4())
+        extra.setdefault("caseInstanceId", None)
+        self.record(
+            instance_id, definition.key, version=definition.version,
+            variables={name: plain_value(value) for name, value in typed.items()},
+            business_key=business_key, tenant_id=definition.tenant_id,
+            definitionId=definition.id, definitionName=definition.name,
+            typed_variables=typed, started_at=java_date(utc_now()), request=body, **extra)
+        return instance_id
+
+    def _correlate(self, request: Request, args: dict[str, Any]) -> Response:
+        """``POST /message`` to the message start events of the newest definitions."""
+        message = parse_correlation(read_json(request, empty={}), self.dto_package)
+        targets = [] if message.executions_only else self._message_targets(message)
+        if not targets:
+            raise message.mismatch()
+        if len(targets) > 1 and not message.all:
+            raise Reject(400, f"Cannot correlate message '{message.name}': {len(targets)} "
+                              "process definitions match the parameters, expected one",
+                         type="RestException")
+        results = []
+        for definition in targets:
+            typed = self._typed(message.variables, definition)
+            instance_id = self._instantiate(definition, typed, message.business_key,
+                                            {"messageName": message.name}, message=message.name)
+            view = self._instance_view(request, instance_id, definition, message.business_key,
+                                       None)
+            results.append(correlation_result(view, typed if message.variables_in_result
+                                              else None))
+        return json_response(results) if message.result_enabled else Response(status=204)
+
+    def _message_targets(self, message: Correlation) -> list[Definition]:
+        newest: dict[tuple[str, str | None], Definition] = {}
+        for d in self._definitions.values():
+            current = newest.get((d.key, d.tenant_id))
+            if current is None or d.version > current.version:
+                newest[(d.key, d.tenant_id)] = d
+        return [d for d in newest.values()
+                if d.message_start == message.name and message.admits(d.tenant_id)]
 
     def _instance_view(self, request: Request, instance_id: str, definition: Definition,
                        business_key: str | None, case_instance_id: str | None) -> JsonDict:
@@ -281,15 +348,15 @@ def _history_view(record: JsonDict) -> JsonDict:
     }
 
 
-def _validate_start_body(body: Any) -> None:
+def _validate_start_body(body: Any, dto_package: str) -> None:
     if not isinstance(body, dict):
         raise Reject(400, "Cannot deserialize the request body into StartProcessInstanceDto: "
                           "it is not a JSON object")
     for name, value in body.items():
         expected = _START_FIELDS.get(name)
         if expected is None:
-            raise Reject(400, f'Unrecognized field "{name}" (class org.camunda.bpm.engine.rest.'
-                              "dto.runtime.StartProcessInstanceDto), not marked as ignorable")
+            raise Reject(400, f'Unrecognized field "{name}" (class {dto_package}.runtime.'
+                              "StartProcessInstanceDto), not marked as ignorable")
         if value is not None and (not isinstance(value, expected)
                                   or (expected is not bool and isinstance(value, bool))):
             raise Reject(400, f"Cannot deserialize value of property '{name}': expected "

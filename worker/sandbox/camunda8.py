@@ -23,14 +23,15 @@ lacks fails here rather than silently losing it.
 
 from __future__ import annotations
 
+import re
 import threading
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from worker.sandbox.base import EngineApp, Route, next_version
+from worker.sandbox.camunda8_definitions import Definition, latest, search_definitions
 from worker.sandbox.camunda8_request import (
     DIALECTS,
     PROCESS_ID,
@@ -40,11 +41,14 @@ from worker.sandbox.camunda8_request import (
 from worker.sandbox.camunda8_search import SearchQuery
 from worker.sandbox.faults import Fault
 from worker.sandbox.store import Registry
-from worker.sandbox.web import JsonDict, Reject, json_response, read_json
+from worker.sandbox.web import JsonDict, Reject, json_response, read_json, read_json_object
 
 DEFAULT_TENANT = "<default>"
 FIRST_INSTANCE_KEY = 2251799813685249
 FIRST_DEFINITION_KEY = 2251799813684001
+FIRST_MESSAGE_KEY = 2251799813683001
+_TENANT = re.compile(r"^(<default>|[A-Za-z0-9_@.+-]{1,256})$")
+_MESSAGE_FIELDS = {"name": str, "correlationKey": str, "variables": dict, "tenantId": str}
 VERSIONS = tuple(DIALECTS)
 
 _TITLES = {400: "INVALID_ARGUMENT", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
@@ -53,22 +57,6 @@ _TITLES = {400: "INVALID_ARGUMENT", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: 
 _BACKPRESSURE = ("Expected to execute the command on one of the partitions, but all failed; "
                  "there are no more partitions available to retry. Please try again. If the "
                  "error persists contact your zeebe operator")
-
-
-@dataclass(frozen=True)
-class Definition:
-    """A deployed process definition."""
-
-    process_id: str
-    version: int
-    key: int
-    tenant_id: str
-    name: str
-
-    def view(self) -> JsonDict:
-        return {"processDefinitionId": self.process_id, "processDefinitionVersion": self.version,
-                "processDefinitionKey": str(self.key), "tenantId": self.tenant_id,
-                "name": self.name}
 
 
 class Camunda8App(EngineApp):
@@ -105,8 +93,12 @@ class Camunda8App(EngineApp):
                 "business_id_unique": self.business_id_unique}
 
     def deploy(self, process_id: str = "", version: int | None = None,
-               tenant_id: str = DEFAULT_TENANT, name: str | None = None) -> JsonDict:
-        """Deploy ``process_id`` (next version unless given); returns its definition."""
+               tenant_id: str = DEFAULT_TENANT, name: str | None = None,
+               version_tag: str | None = None, message_start: str | None = None) -> JsonDict:
+        """Deploy ``process_id`` (next version unless given); returns its definition.
+
+        ``message_start``: the name of the definition's message start event.
+        """
         if not PROCESS_ID.match(process_id):
             raise ValueError(f"invalid process id {process_id!r}")
 
@@ -114,15 +106,17 @@ class Camunda8App(EngineApp):
             number = next_version((d.version for d in deployed if d.process_id == process_id
                                    and d.tenant_id == tenant_id), version, process_id)
             key = FIRST_DEFINITION_KEY + len(deployed)
-            return key, Definition(process_id, number, key, tenant_id, name or process_id)
+            return key, Definition(process_id, number, key, tenant_id, name or process_id,
+                                   version_tag, message_start)
 
         return self._definitions.insert(make).view()
 
     def deploy_defaults(self) -> None:
-        for version in (1, 2, 3):
-            self.deploy("order-process", version, name="Order process")
+        for version, tag in ((1, "1.0"), (2, "2.0"), (3, "2.0")):
+            self.deploy("order-process", version, name="Order process", version_tag=tag)
         self.deploy("demo-process", 1, name="Demo process")
         self.deploy("invoice", 1, name="Invoice")
+        self.deploy("order-intake", 1, name="Order intake", message_start="order-received")
 
     @property
     def definitions(self) -> list[JsonDict]:
@@ -134,6 +128,8 @@ class Camunda8App(EngineApp):
         return [
             Route("/v2/process-instances", "POST", self._create, "start"),
             Route("/v2/process-instances/search", "POST", self._search, "lookup"),
+            Route("/v2/messages/correlation", "POST", self._correlate, "start"),
+            Route("/v2/process-definitions/search", "POST", self._search_definitions),
             Route("/v2/topology", "GET", self._topology),
         ]
 
@@ -177,6 +173,46 @@ class Camunda8App(EngineApp):
                 startInstructions=command.start_instructions, api_version=self.dialect.version,
                 request=body)
         return json_response(self._created_view(record, definition, command))
+
+    def _correlate(self, request: Request, args: dict[str, Any]) -> Response:
+        """Correlate a message to the message start events of the newest definitions.
+
+        Only message *start* events are emulated (no instance waits for a
+        message), and the engine's one-active-instance-per-correlation-key
+        rule for message starts is not. Assumption: an unknown name answers 404
+        NOT_FOUND worded as the broker words a correlation without a subscription.
+        """
+        body = read_json_object(request)
+        _check_message(body)
+        tenant = body.get("tenantId") or DEFAULT_TENANT
+        name, correlation_key = body["name"], body.get("correlationKey", "")
+        targets = [d for d in latest(self._definitions.values())
+                   if d.message_start == name and d.tenant_id == tenant]
+        if not targets:
+            raise Reject(404, f"Expected to find subscription for message with name '{name}' "
+                              f"and correlation key '{correlation_key}', but none was found.")
+        message_key = FIRST_MESSAGE_KEY + self.store.next_sequence()
+        keys = []
+        with self._create_lock:
+            for definition in sorted(targets, key=lambda d: d.key):
+                key = FIRST_INSTANCE_KEY + self.store.next_sequence() - 1
+                self.record(
+                    str(key), definition.process_id, version=definition.version,
+                    variables=body.get("variables") or {}, tenant_id=definition.tenant_id,
+                    state="ACTIVE", processDefinitionKey=str(definition.key),
+                    processDefinitionName=definition.name, businessId=None,
+                    message=name, correlationKey=correlation_key,
+                    api_version=self.dialect.version, request=body)
+                keys.append(key)
+        return json_response({"messageKey": self._key(message_key), "tenantId": tenant,
+                              "processInstanceKey": self._key(keys[0])})
+
+    def _search_definitions(self, request: Request, args: dict[str, Any]) -> Response:
+        found = search_definitions(read_json(request, empty={}), self._definitions.values())
+        return json_response({
+            "items": [d.search_item(self.dialect.string_keys) for d in found],
+            "page": {"totalItems": len(found), "hasMoreTotalItems": False},
+        })
 
     def _resolve(self, command: CreationCommand) -> Definition:
         tenant = command.tenant_id or DEFAULT_TENANT
@@ -267,3 +303,19 @@ class Camunda8App(EngineApp):
         """Cheap health check, as worker connectivity checks use it."""
         return json_response({"brokers": [], "clusterSize": 1, "partitionsCount": 1,
                               "replicationFactor": 1, "gatewayVersion": self.dialect.version})
+
+
+def _check_message(body: JsonDict) -> None:
+    """``MessageCorrelationRequest``: ``additionalProperties: false``, ``name`` required."""
+    problems = [f"Request property [{name}] cannot be parsed"
+                for name in body if name not in _MESSAGE_FIELDS]
+    if not isinstance(body.get("name"), str):
+        problems.append("No name provided.")
+    for name, kind in _MESSAGE_FIELDS.items():
+        if name in body and not isinstance(body[name], kind):
+            problems.append(f"The provided {name} must be a {kind.__name__}.")
+    tenant = body.get("tenantId")
+    if isinstance(tenant, str) and not _TENANT.match(tenant):
+        problems.append(f"The provided tenantId must match {_TENANT.pattern}.")
+    if problems:
+        raise Reject(400, " ".join(problems))

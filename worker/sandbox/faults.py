@@ -19,9 +19,12 @@ Two sources, scripted first:
   ``drop_after_commit_rate`` (drawn from a seeded RNG, so a run is
   reproducible), ``search_lag_ms`` (C8 search shows an instance only once
   it is that old, judged at search time: setting the lag back to 0 makes
-  everything visible at once, with no waiting in tests) and
+  everything visible at once, with no waiting in tests),
   ``token_latency_ms`` (a slow OAuth2 token endpoint; a request waiting out
-  the latency is released as soon as the knob is set lower).
+  the latency is released as soon as the knob is set lower) and
+  ``capacity_per_s`` (the engine takes that many starts a second, a tenth of
+  a second's worth at once; it refuses the rest with ``capacity_status``,
+  429 by default, before a scripted fault is drawn: a gateway's rate limit).
 """
 
 from __future__ import annotations
@@ -113,6 +116,8 @@ class FaultSettings:
     search_lag_ms: int = 0
     seed: int | None = None
     token_latency_ms: int = 0
+    capacity_per_s: float = 0.0
+    capacity_status: int = 429
 
 
 class FaultKnobs:
@@ -125,6 +130,8 @@ class FaultKnobs:
         self._rng = random.Random()
         self._script: list[Fault] = []
         self._injected: Counter[str] = Counter()
+        self._capacity = 0.0  # tokens of the capacity bucket, refilled at capacity_per_s
+        self._capacity_at = time.monotonic()
 
     def configure(
         self,
@@ -135,6 +142,8 @@ class FaultKnobs:
         search_lag_ms: int = 0,
         seed: int | None = None,
         token_latency_ms: int = 0,
+        capacity_per_s: float = 0.0,
+        capacity_status: int = 429,
     ) -> FaultSettings:
         """Replace every standing knob (omitted ones go back to off).
 
@@ -148,13 +157,33 @@ class FaultKnobs:
             raise ValueError("latency_ms, search_lag_ms and token_latency_ms must be >= 0")
         if error_status is not None and not 400 <= error_status <= 599:
             raise ValueError(f"error_status must be an HTTP error status, not {error_status!r}")
+        if capacity_per_s < 0 or not 400 <= capacity_status <= 599:
+            raise ValueError("capacity_per_s must be >= 0 and capacity_status an error status")
         settings = FaultSettings(latency_ms, error_rate, error_status,
-                                 drop_after_commit_rate, search_lag_ms, seed, token_latency_ms)
+                                 drop_after_commit_rate, search_lag_ms, seed, token_latency_ms,
+                                 float(capacity_per_s), capacity_status)
         with self._changed:
             self._settings = settings
             self._rng = random.Random(seed)
+            self._capacity, self._capacity_at = _burst(capacity_per_s), time.monotonic()
             self._changed.notify_all()
         return settings
+
+    def over_capacity(self) -> int | None:
+        """The status refusing this start when the engine's capacity is used up, else None."""
+        with self._lock:
+            rate = self._settings.capacity_per_s
+            if not rate:
+                return None
+            now = time.monotonic()
+            burst = _burst(rate)
+            self._capacity = min(burst, self._capacity + (now - self._capacity_at) * rate)
+            self._capacity_at = now
+            if self._capacity >= 1:
+                self._capacity -= 1
+                return None
+            self._injected["over_capacity"] += 1
+            return self._settings.capacity_status
 
     def script(self, faults: list[JsonDict]) -> None:
         """Queue one-shot faults (appended after any still pending)."""
@@ -248,3 +277,8 @@ def _kind(fault: Fault) -> str:
     if fault.trickle_ms:
         return "trickle"
     return "latency"
+
+
+def _burst(rate: float) -> float:
+    """A tenth of a second's worth of starts, at least one."""
+    return max(1.0, rate / 10.0)

@@ -5,11 +5,16 @@ With one engine it is served at the root; with several, each under
 
     with SandboxServer("camunda8") as sandbox:
         requests.post(sandbox.base_url("camunda8") + "/v2/process-instances", json=...)
+
+With ``ssl_context`` (a server-side `ssl.SSLContext`, e.g. requiring client
+certificates) it serves HTTPS, each handshake in its connection's thread
+(`worker.sandbox.tls`).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -26,6 +31,7 @@ from worker.sandbox.camunda8 import Camunda8App
 from worker.sandbox.keepalive import close_all, handler_for
 from worker.sandbox.processmaker4 import ProcessMaker4App
 from worker.sandbox.tas import TasApp
+from worker.sandbox.tls import tls_handler
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -50,12 +56,22 @@ class SandboxServer:
         port: int = 0,
         *,
         camunda8_api_version: str = "8.8",
+        camunda7_product: str = "camunda7",
+        camunda7_base_path: str = "/engine-rest",
+        ssl_context: ssl.SSLContext | None = None,
         quiet: bool = True,
     ) -> None:
+        """``camunda7_product``/``camunda7_base_path``: serve the Camunda 7 API as one of its
+        forks (``operaton``, ``cibseven``) and/or under another path."""
         names = _engine_names(engines)
-        self._apps: dict[str, EngineApp] = {
-            name: _make_app(name, camunda8_api_version) for name in names}
+        self._apps: dict[str, EngineApp] = {}
+        for name in names:
+            if name == "camunda7":
+                self._apps[name] = Camunda7App(camunda7_base_path, camunda7_product)
+            else:
+                self._apps[name] = _make_app(name, camunda8_api_version)
         self._single = len(names) == 1
+        self._ssl_context = ssl_context
         self._host = host
         self._requested_port = port
         self._quiet = quiet
@@ -70,8 +86,13 @@ class SandboxServer:
         if self._server is not None:
             raise RuntimeError("sandbox server already started")
         handler = handler_for(self._connections, self._quiet)
+        if self._ssl_context is not None:
+            handler = tls_handler(handler)
         server = make_server(self._host, self._requested_port, self._wsgi_app(), threaded=True,
                              request_handler=handler)
+        if self._ssl_context is not None:  # the handler shakes hands; werkzeug says https
+            server.tls_context = self._ssl_context  # type: ignore[attr-defined]
+            server.ssl_context = self._ssl_context
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   name=f"sandbox-{server.server_port}", daemon=True)
         thread.start()
@@ -111,8 +132,9 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        """``http://host:port`` of the running server."""
-        return f"http://{self._host}:{self.port}"
+        """``http(s)://host:port`` of the running server."""
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     @property
     def engines(self) -> tuple[str, ...]:
@@ -189,6 +211,5 @@ def _make_app(name: str, camunda8_api_version: str) -> EngineApp:
     if name == "camunda8":
         return Camunda8App(api_version=camunda8_api_version)
     classes: dict[str, type[EngineApp]] = {
-        "camunda7": Camunda7App, "processmaker4": ProcessMaker4App,
-        "blueworks": BlueworksApp, "tas": TasApp}
+        "processmaker4": ProcessMaker4App, "blueworks": BlueworksApp, "tas": TasApp}
     return classes[name]()
