@@ -314,4 +314,26 @@ def _fail_fast(**_: Any) -> None:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None
 
 
+_beacons: list[Any] = []
+
+
+@signals.worker_ready.connect
+def _start_beacon(sender: Any = None, **_: Any) -> None:
+    """The worker's liveness beacon in Redis (`worker.liveness`), read by the console."""
+    from worker.connections import shared_redis
+    from worker.liveness import Beacon
+
+    url = cfg.effective_redis_url()
+    if not url or sender is None:
+        return
+    info = {"pool": cfg.worker_pool, "concurrency": getattr(sender, "concurrency", None)}
+    _beacons.append(Beacon(shared_redis(url), str(sender.hostname), info).start())
+
+
+@signals.worker_shutdown.connect
+def _stop_beacon(**_: Any) -> None:
+    while _beacons:
+        _beacons.pop().stop()
+
+
 import worker.metrics  # noqa: E402, F401  (connects the worker-side exporter's worker_init hook)
