@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 from worker.config import Settings, Targets
 from worker.errors import ConfigError
 from worker.intake import batches, jobs, ops
-from worker.intake.auth import BearerAuth, parse_tokens
+from worker.intake.auth import BearerAuth, parse_entries
 from worker.intake.context import Intake, Publisher
 from worker.intake.docs import build_openapi
 from worker.intake.middleware import BodyLimit, ProblemGuard
@@ -36,7 +36,7 @@ def create_app(
     ``targets``: the targets file, already validated (``startproc serve`` loads it
     at start); by default it is read on the first request that needs it.
     """
-    tokens = parse_tokens(cfg.intake_tokens)
+    tokens = parse_entries(cfg.intake_tokens)
     if not tokens and not allow_anonymous:
         raise ConfigError(
             "STARTPROC_INTAKE_TOKENS is not set: the intake will not run without "

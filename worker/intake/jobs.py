@@ -169,7 +169,7 @@ def _integral_numbers(item: Any) -> Any:
                 }
             }
         },
-        **problems(400, 401, 413, 415, 422, 503),
+        **problems(400, 401, 403, 413, 415, 422, 503),
     },
     openapi_extra={
         "requestBody": {
