@@ -73,6 +73,10 @@ class ScheduleState:
         at = _at(str(slot))
         return LastFired(at, str(job_id)) if at else None
 
+    def note_fired(self, name: str, slot: datetime, job_id: str) -> None:
+        """A slot fired by hand (the console's "run now"): the last fired slot, cursor untouched."""
+        self._advance(keys=[schedule_state_key(name)], args=[-2, _ms(slot), job_id])
+
     def paused(self, name: str) -> bool:
         return bool(self.client.hexists(schedule_state_key(name), "paused"))
 

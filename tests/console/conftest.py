@@ -38,7 +38,7 @@ business_key = "nightly-{{ date }}"
 [schedules.hourly-health]
 every = "1h"
 target = "invoices"
-process = "health-check"
+process = "invoice"
 """
 
 

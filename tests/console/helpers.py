@@ -31,7 +31,7 @@ def dead_letter(pipeline: Pipeline, sandbox: SandboxServer, business_key: str) -
     returns the job id and the instance the engine did create.
     """
     blueworks = sandbox.app("blueworks")
-    before = {str(i.get("id")) for i in blueworks.instances()}
+    before = {str(i.get("id")) for i in blueworks.instances}
     blueworks.faults.script([{"drop": "after_commit"}])
     job = producer.prepare(
         {
@@ -50,6 +50,6 @@ def dead_letter(pipeline: Pipeline, sandbox: SandboxServer, business_key: str) -
     while store.get(job["job_id"]) is None:
         assert time.monotonic() < deadline, "the job never reached the dead-letter store"
         time.sleep(0.05)
-    created = [str(i.get("id")) for i in blueworks.instances() if str(i.get("id")) not in before]
-    assert len(created) == 1, blueworks.instances()
+    created = [str(i.get("id")) for i in blueworks.instances if str(i.get("id")) not in before]
+    assert len(created) == 1, blueworks.instances
     return job["job_id"], created[0]

@@ -86,7 +86,7 @@ def test_a_dead_letter_resolved_as_created_makes_its_key_a_duplicate(
     producer.publish([again])
     result = live.wait(again["job_id"])
     assert (result.status, result.instance_id) == ("duplicate", instance_id)
-    assert len(sandbox.app("blueworks").instances()) == 1, "nothing was started twice"
+    assert len(sandbox.app("blueworks").instances) == 1, "nothing was started twice"
 
     page.goto(f"/ui/jobs/{job_id}")
     expect(page.locator("main")).to_contain_text(f"created, instance {instance_id}")
@@ -107,7 +107,7 @@ def test_a_read_only_token_is_refused_on_replay(
     expect(page.get_by_role("alert")).to_contain_text("read-only token (role viewer)")
     store = DeadLetters(shared_redis(settings().require_redis()))
     assert store.get(job_id) is not None, "the entry is still there"
-    assert len(sandbox.app("blueworks").instances()) == 1, "no replay reached the engine"
+    assert len(sandbox.app("blueworks").instances) == 1, "no replay reached the engine"
 
 
 def test_a_schedule_paused_and_resumed(page: Any, live: Pipeline) -> None:

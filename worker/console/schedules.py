@@ -147,6 +147,7 @@ def _act(console: Console, name: str, action: str, by: str) -> str:
     slot = schedule.latest_slot(datetime.now(UTC))
     job: dict[str, Any] = producer.prepare(schedule.job(slot, job_id=str(uuid.uuid4())))
     producer.publish([job], console.settings.require_broker())
+    state.note_fired(name, slot, job["job_id"])
     return f"ran {name}: slot {iso_utc(slot)} ({slot_key(name, slot)}) as job {job['job_id']}"
 
 
