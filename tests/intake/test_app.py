@@ -257,6 +257,7 @@ def test_cli_serves_insecurely_only_when_asked_and_says_so(redis_url: str, targe
         line = proc.stdout.readline()  # printed once the socket listens
         info = json.loads(line)
         assert info["auth"] is False and info["url"].startswith("http://127.0.0.1:")
+        assert info["console"] is None, "no tokens to sign in with: no console"
         response = httpx.get(info["url"] + "/healthz", timeout=30)
         assert response.status_code == 200
     finally:
@@ -318,8 +319,12 @@ def test_uvicorn_lines_follow_the_log_format(redis_url: str, targets: Path, fmt:
     proc = _startproc("serve", "--port", "0", "--json", env=env)
     try:
         assert proc.stdout is not None
-        url = json.loads(proc.stdout.readline())["url"]
+        info = json.loads(proc.stdout.readline())
+        url = info["url"]
         assert httpx.get(url + "/healthz", timeout=30).status_code == 200
+        assert info["console"] == f"{url}/ui/"
+        login = httpx.get(info["console"], timeout=30, follow_redirects=True)
+        assert login.status_code == 200 and "Sign in" in login.text
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)

@@ -67,7 +67,9 @@ class Sessions:
         self.key = secret_key(cfg, self.tokens)
         self.max_age = cfg.ui_session_seconds
         self.secure = cfg.ui_cookie_secure
-        self._signer = URLSafeTimedSerializer(self.key, salt=_SALT)
+        self._signer = URLSafeTimedSerializer(
+            self.key, salt=_SALT, signer_kwargs={"digest_method": hashlib.sha256}
+        )
 
     def fingerprint(self, token: Token) -> str:
         return hmac.new(self.key, token.secret, hashlib.sha256).hexdigest()[:32]
