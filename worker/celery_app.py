@@ -326,7 +326,9 @@ def _start_beacon(sender: Any = None, **_: Any) -> None:
     url = cfg.effective_redis_url()
     if not url or sender is None:
         return
-    info = {"pool": cfg.worker_pool, "concurrency": getattr(sender, "concurrency", None)}
+    controller = getattr(sender, "controller", None)  # the WorkController (-c, --pool)
+    concurrency = getattr(controller, "concurrency", None) or cfg.worker_concurrency
+    info = {"pool": cfg.worker_pool, "concurrency": concurrency}
     _beacons.append(Beacon(shared_redis(url), str(sender.hostname), info).start())
 
 

@@ -91,7 +91,7 @@ def _client(client: redis.Redis | None) -> redis.Redis:
     return shared_redis(settings().require_redis())
 
 
-def _job_key(job_id: str, job: dict[str, Any]) -> tuple[str, str]:
+def job_key(job_id: str, job: dict[str, Any]) -> tuple[str, str]:
     """(target, idempotency key) of a dead-lettered job, derived as the worker derived it."""
     return str(job["target"]), keys.idempotency_key(
         target=str(job["target"]),
@@ -129,7 +129,7 @@ def resolve(
     job = entry.get("job")
     outcome = "created" if created_instance_id is not None else "not_created"
     if isinstance(job, dict) and job.get("target") and job.get("process"):
-        target, key = _job_key(job_id, job)
+        target, key = job_key(job_id, job)
         answer = str(
             store.client.eval(
                 _SETTLE,
@@ -183,7 +183,7 @@ def replay(job_id: str, client: redis.Redis | None = None, broker_url: str | Non
     if entry is None:
         raise KeyError(job_id)
     job = dict(entry["job"])
-    job["idempotency_key"] = _job_key(job_id, job)[1]
+    job["idempotency_key"] = job_key(job_id, job)[1]
     for name in ("job_id", "enqueued_at"):
         job.pop(name, None)
     new_id = producer.publish([producer.prepare(job)], broker_url)[0]

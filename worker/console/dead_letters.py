@@ -57,6 +57,8 @@ def _shown(entry: dict[str, Any]) -> dict[str, Any]:
     if isinstance(job, dict):
         summary = {k: v for k, v in job.items() if k not in ("variables", "options")}
         summary["variables"] = len(job.get("variables") or {})
+        if job.get("target") and job.get("process"):
+            summary["idempotency_key"] = dlq.job_key(str(entry.get("job_id")), job)[1]
     return {**entry, "job": summary}
 
 
