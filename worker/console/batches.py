@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -105,13 +106,16 @@ async def upload_batch(request: Request, session: Operator) -> Response:
         )
     except ConfigError as exc:
         return _form_page(request, str(exc), 400)
-    content = [await file.read()]  # the intake's body limit already bounds it
-
-    def write(path: Path) -> None:
-        path.write_bytes(content[0])
+    def write(path: Path) -> None:  # the intake's body limit already bounds the upload
+        file.file.seek(0)
+        with path.open("wb") as out:
+            shutil.copyfileobj(file.file, out, CHUNK)
 
     assert session.user is not None
-    upload = console.runs.add(name, write, batch_id=batch_id, by=session.user.name, **options)
+    by = session.user.name
+    upload = await run_in_threadpool(
+        lambda: console.runs.add(name, write, batch_id=batch_id, by=by, **options)
+    )
     await run_in_threadpool(validate, upload, console.settings, console.intake.targets())
     return _to(request, f"/batches/{upload.id}")
 
