@@ -321,4 +321,28 @@ def _fail_fast(**_: Any) -> None:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None
 
 
+_beacons: list[Any] = []
+
+
+@signals.worker_ready.connect
+def _start_beacon(sender: Any = None, **_: Any) -> None:
+    """The worker's liveness beacon in Redis (`worker.beacons`), read by the console."""
+    from worker.beacons import Beacon
+    from worker.connections import shared_redis
+
+    url = cfg.effective_redis_url()
+    if not url or sender is None:
+        return
+    controller = getattr(sender, "controller", None)  # the WorkController (-c, --pool)
+    concurrency = getattr(controller, "concurrency", None) or cfg.worker_concurrency
+    info = {"pool": cfg.worker_pool, "concurrency": concurrency}
+    _beacons.append(Beacon(shared_redis(url), str(sender.hostname), info).start())
+
+
+@signals.worker_shutdown.connect
+def _stop_beacon(**_: Any) -> None:
+    while _beacons:
+        _beacons.pop().stop()
+
+
 import worker.metrics  # noqa: E402, F401  (connects the worker-side exporter's worker_init hook)

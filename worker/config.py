@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     # Largest request body accepted by POST /jobs and by POST /batches (bytes; over -> 413).
     intake_max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     intake_max_batch_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    # Operator console (`startproc serve`, /ui): the key that signs session cookies (default:
+    # derived from STARTPROC_INTAKE_TOKENS), how long a sign-in lasts, whether the cookie is
+    # sent over HTTPS only (set it behind a TLS proxy), and where uploaded batch files are kept.
+    ui_secret: SecretStr | None = None
+    ui_session_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 8 * 3600
+    ui_cookie_secure: bool = False
+    ui_data_dir: Path | None = None
     # Worker-side Prometheus exporter port (`celery -A worker worker`); unset = no exporter.
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
 

@@ -74,3 +74,44 @@ class DeadLetters:
         count = self.size()
         self.client.delete(keys.DLQ, f"{keys.DLQ}:order")
         return count
+
+
+# ---------------------------------------------------------------- settled by a person
+# (the settling itself is `worker.settle`'s, for the CLI and the console alike)
+
+RESOLVED = f"{keys.DLQ}:resolved"
+
+
+def _client(client: redis.Redis | None) -> redis.Redis:
+    if client is not None:
+        return client
+    from worker.config import settings
+    from worker.connections import shared_redis
+
+    return shared_redis(settings().require_redis())
+
+
+def remember_resolution(
+    client: redis.Redis,
+    job_id: str,
+    outcome: str,
+    instance_id: str | None,
+    by: str | None,
+    entry: dict[str, Any],
+) -> None:
+    """Keep how a person settled the job's dead letter, for the job's page."""
+    record = {
+        "job_id": job_id,
+        "resolution": outcome,
+        "instance_id": instance_id,
+        "by": by,
+        "at": time.time(),
+        "entry": entry,
+    }
+    client.hset(RESOLVED, job_id, json.dumps(record, default=str))
+
+
+def resolution(job_id: str, client: redis.Redis | None = None) -> dict[str, Any] | None:
+    """How a person resolved the job's dead letter, if they did."""
+    raw = _client(client).hget(RESOLVED, job_id)
+    return json.loads(str(raw)) if raw else None

@@ -95,6 +95,17 @@ def batch_meta(batch_id: str) -> str:
     return f"{PREFIX}:batch-meta:{batch_id}"
 
 
+OUTCOMES_TTL = 2 * 3600  # seconds a minute's outcome counters are kept (the console shows 1 h)
+
+
+def outcomes_minute(minute: int) -> str:
+    """Results recorded in one minute (Unix time // 60), by ``target|status``."""
+    return f"{PREFIX}:outcomes:{minute}"
+
+
+WORKERS = f"{PREFIX}:workers"  # hostname -> last beacon (Unix seconds); see worker.beacons
+
+
 def schedule_state_key(name: str) -> str:
     """A schedule's beat state: ``cursor_ms``, ``last_slot_ms``, ``last_job_id``."""
     return f"{PREFIX}:schedule:{name}"

@@ -57,6 +57,9 @@ if ARGV[5] ~= '' then
   redis.call('HINCRBY', ARGV[5], ARGV[6], 1)
   redis.call('EXPIRE', ARGV[5], tonumber(ARGV[3]))
 end
+-- outcomes per minute and target, for the console's overview (worker.outcomes)
+redis.call('HINCRBY', ARGV[12], ARGV[13], 1)
+redis.call('EXPIRE', ARGV[12], tonumber(ARGV[14]))
 return 1
 """
 
@@ -134,6 +137,16 @@ def kombu_redis_envelope(result: dict[str, Any], queue: str) -> str:
     )
 
 
+def outcome_field(result: Result) -> str:
+    """``target|status`` of the per-minute outcome counters; ``(unknown)`` as in the metrics.
+
+    An invalid job may name any target: only a result that reached an engine
+    names a configured one, so the hash stays as small as the targets file.
+    """
+    target = result.target if result.engine and result.target else "(unknown)"
+    return f"{target}|{result.status}"
+
+
 class ResultStore:
     """The results index in Redis, with the outbox in front of the queue."""
 
@@ -173,6 +186,7 @@ class ResultStore:
             else ""
         )
         batch = keys.batch_counters(result.batch_id) if result.batch_id else ""
+        now = time.time()
         return ScriptCall(
             self._record,
             [keys.result_key(result.job_id), keys.OUTBOX, keys.RESULTS_LOG],
@@ -184,10 +198,13 @@ class ResultStore:
                 batch,
                 result.status,
                 RESULTS_LOG_MAXLEN,
-                time.time(),
+                now,
                 envelope,
                 self.atomic_queue or "",
                 keys.result_waiters(result.job_id),
+                keys.outcomes_minute(int(now // 60)),
+                outcome_field(result),
+                keys.OUTCOMES_TTL,
             ],
         )
 

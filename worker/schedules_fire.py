@@ -11,6 +11,7 @@ key), which the worker turns into one start. The other order could lose a slot.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,7 +71,13 @@ class Firer:
         return min(max(wait + 0.001, 0.0), self.max_wait)
 
     def fire_due(self, schedule: Schedule, now: datetime) -> Plan:
-        """Publish the slots in (cursor, now] that the catch-up policy keeps."""
+        """Publish the slots in (cursor, now] that the catch-up policy keeps.
+
+        A schedule paused in Redis (the console) is planned as a disabled one:
+        nothing fires and its slots count as decided.
+        """
+        if self.state.paused(schedule.name):
+            schedule = dataclasses.replace(schedule, enabled=False)
         decided = plan(schedule, self.state.cursor(schedule.name), now)
         jobs = [prepare(schedule.job(slot)) for slot in decided.fire]
         if jobs:

@@ -5,7 +5,11 @@ One hash per schedule, ``startproc:schedule:<name>``:
 * ``cursor_ms``  -- every slot at or before this instant has been decided
   (started, or dropped by the catch-up policy);
 * ``last_slot_ms`` / ``last_job_id`` -- the newest slot started, for
-  ``startproc schedules list`` to show its result.
+  ``startproc schedules list`` to show its result;
+* ``paused`` (``paused_by``, ``paused_at``) -- set from the console: beat
+  fires nothing for the schedule while it is there, and treats its slots as
+  decided (like ``enabled = false``), so resuming starts afresh instead of
+  catching up what the pause skipped.
 
 Both only move forward (one Lua script compares and sets), so two beats, or a
 beat with a slow clock, can never move a schedule back and re-open slots that
@@ -68,6 +72,28 @@ class ScheduleState:
             return None
         at = _at(str(slot))
         return LastFired(at, str(job_id)) if at else None
+
+    def note_fired(self, name: str, slot: datetime, job_id: str) -> None:
+        """A slot fired by hand (the console's "run now"): the last fired slot, cursor untouched."""
+        self._advance(keys=[schedule_state_key(name)], args=[-2, _ms(slot), job_id])
+
+    def paused(self, name: str) -> bool:
+        return bool(self.client.hexists(schedule_state_key(name), "paused"))
+
+    def pause_info(self, name: str) -> dict[str, str] | None:
+        """Who paused the schedule and when (Unix seconds), or None when it runs."""
+        paused, by, at = self.client.hmget(
+            schedule_state_key(name), ["paused", "paused_by", "paused_at"]
+        )
+        return {"by": str(by or ""), "at": str(at or "")} if paused else None
+
+    def pause(self, name: str, by: str = "", at: float = 0.0) -> None:
+        self.client.hset(
+            schedule_state_key(name), mapping={"paused": 1, "paused_by": by, "paused_at": at}
+        )
+
+    def resume(self, name: str) -> None:
+        self.client.hdel(schedule_state_key(name), "paused", "paused_by", "paused_at")
 
     def advance(
         self, name: str, cursor: datetime, fired: datetime | None = None, job_id: str = ""

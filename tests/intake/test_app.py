@@ -19,7 +19,7 @@ from tests.conftest import make_settings
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.intake import create_app, openapi_text
-from worker.intake.auth import parse_tokens, token_matches
+from worker.intake.auth import find_token, parse_entries, parse_tokens, token_matches
 from worker.intake.problems import PROBLEM_TYPE, job_field_errors
 
 from .helpers import AUTH, TOKEN, RunningServer, free_port, start_server, stop_server
@@ -84,6 +84,46 @@ def test_tokens_are_compared_with_each_configured_token() -> None:
     assert not token_matches("two-toke", tokens)
     assert not token_matches("", tokens)
     assert not token_matches("zwei-ťoken", tokens), "non-ASCII input is compared, not an error"
+
+
+def test_token_entries_keep_bare_tokens_and_read_roles() -> None:
+    from pydantic import SecretStr
+
+    entries = parse_entries(SecretStr("bare-token, ops:ops-secret:rw ,viewer:v:s:ro, x:y:admin"))
+    assert [(e.name, e.secret, e.role) for e in entries] == [
+        ("token-1", b"bare-token", "operator"),
+        ("ops", b"ops-secret", "operator"),
+        ("viewer", b"v:s", "viewer"),
+        ("token-4", b"x:y:admin", "operator"),
+    ], "an unknown role is no role: the whole entry is a bare token, as before"
+    assert parse_tokens(SecretStr("ops:ops-secret:rw")) == (b"ops-secret",)
+    found = find_token("v:s", entries)
+    assert found is not None and found.read_only and "v:s" not in repr(found)
+    assert find_token("viewer:v:s:ro", entries) is None, "the entry is not the token"
+
+
+def test_a_read_only_token_reads_but_may_not_post(
+    serve_app: Any, redis_url: str, targets: Path
+) -> None:
+    published: list[list[dict[str, Any]]] = []
+
+    def publisher(jobs: list[dict[str, Any]]) -> list[str]:
+        published.append(jobs)
+        return [j["job_id"] for j in jobs]
+
+    cfg = make_settings(
+        redis_url, intake_tokens=f"{TOKEN}, eve:read-only-secret-0123456789:ro", targets=targets
+    )
+    running = serve_app(cfg, publisher=publisher)
+    with running.client(Authorization="Bearer read-only-secret-0123456789") as viewer:
+        refused = viewer.post("/jobs", json=JOB)
+        read = viewer.get("/jobs/no-such-job")
+    with running.client(**AUTH) as operator:
+        accepted = operator.post("/jobs", json=JOB)
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "token 'eve' is read-only (role viewer): it may only read"
+    assert read.status_code == 404, "reading is allowed (the job is simply unknown)"
+    assert accepted.status_code == 202 and len(published) == 1
 
 
 def test_healthz_reports_unreachable_redis_and_broker(serve_app: Any) -> None:
@@ -217,6 +257,7 @@ def test_cli_serves_insecurely_only_when_asked_and_says_so(redis_url: str, targe
         line = proc.stdout.readline()  # printed once the socket listens
         info = json.loads(line)
         assert info["auth"] is False and info["url"].startswith("http://127.0.0.1:")
+        assert info["console"] is None, "no tokens to sign in with: no console"
         response = httpx.get(info["url"] + "/healthz", timeout=30)
         assert response.status_code == 200
     finally:
@@ -278,8 +319,12 @@ def test_uvicorn_lines_follow_the_log_format(redis_url: str, targets: Path, fmt:
     proc = _startproc("serve", "--port", "0", "--json", env=env)
     try:
         assert proc.stdout is not None
-        url = json.loads(proc.stdout.readline())["url"]
+        info = json.loads(proc.stdout.readline())
+        url = info["url"]
         assert httpx.get(url + "/healthz", timeout=30).status_code == 200
+        assert info["console"] == f"{url}/ui/"
+        login = httpx.get(info["console"], timeout=30, follow_redirects=True)
+        assert login.status_code == 200 and "Sign in" in login.text
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)

@@ -57,10 +57,12 @@ def serve(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Serve the HTTP intake: POST /jobs, GET /jobs/{id}, POST /batches, /healthz, /metrics.
+    """Serve the HTTP intake (POST /jobs, GET /jobs/{id}, POST /batches, /healthz, /metrics)
+    and the operator console (/ui/, sign in with a token).
 
     Refuses to start without STARTPROC_INTAKE_TOKENS unless --insecure-no-auth
-    is given. With --json, prints {"url": …, "auth": …} once listening.
+    is given (then without the console). With --json, prints {"url": …, "auth": …,
+    "console": …} once listening.
     """
     from worker.intake import create_app, openapi_text
     from worker.intake.auth import SHORT_TOKEN, parse_tokens
@@ -98,10 +100,14 @@ def serve(
             f"an intake token is shorter than {SHORT_TOKEN} bytes; "
             "use long random ones (python -c 'import secrets; print(secrets.token_urlsafe())')"
         )
+    # The operator console comes with the tokens (people sign in with them): none, no console.
+    ui = f"{url}/ui/" if tokens else None
     if as_json:
-        emit_json({"url": url, "auth": bool(tokens)})
+        emit_json({"url": url, "auth": bool(tokens), "console": ui})
     else:
         console.print(plain(f"intake listening on {url} (auth: {'bearer' if tokens else 'NONE'})"))
+        if ui:
+            console.print(plain(f"operator console: {ui}"))
     sys.stdout.flush()
     _log_at(cfg.log_level)
     server_for(app, log_level.lower()).run(sockets=[sock])

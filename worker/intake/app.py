@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 from worker.config import Settings, Targets
 from worker.errors import ConfigError
 from worker.intake import batches, jobs, ops
-from worker.intake.auth import BearerAuth, parse_tokens
+from worker.intake.auth import BearerAuth, parse_entries
 from worker.intake.context import Intake, Publisher
 from worker.intake.docs import build_openapi
 from worker.intake.middleware import BodyLimit, ProblemGuard
@@ -22,6 +22,8 @@ from worker.intake.params import reject_unknown_query
 from worker.intake.problems import install_handlers
 
 BATCH_PATH = "/batches"
+CONSOLE_PATH = "/ui"
+CONSOLE_UPLOADS = CONSOLE_PATH + BATCH_PATH
 
 
 def create_app(
@@ -36,7 +38,7 @@ def create_app(
     ``targets``: the targets file, already validated (``startproc serve`` loads it
     at start); by default it is read on the first request that needs it.
     """
-    tokens = parse_tokens(cfg.intake_tokens)
+    tokens = parse_entries(cfg.intake_tokens)
     if not tokens and not allow_anonymous:
         raise ConfigError(
             "STARTPROC_INTAKE_TOKENS is not set: the intake will not run without "
@@ -57,9 +59,13 @@ def create_app(
     app.include_router(jobs.router, dependencies=guarded)
     app.include_router(batches.router, dependencies=guarded)
     app.include_router(ops.router)
+    if tokens:  # the console signs people in with the tokens: none, no console
+        from worker.console import create_console
+
+        app.mount(CONSOLE_PATH, create_console(cfg, app.state.intake))
 
     def limit_for(path: str) -> int:
-        if path == BATCH_PATH or path.startswith(BATCH_PATH + "/"):
+        if path in (BATCH_PATH, CONSOLE_UPLOADS) or path.startswith(BATCH_PATH + "/"):
             return cfg.intake_max_batch_bytes
         return cfg.intake_max_body_bytes
 

@@ -134,7 +134,7 @@ def _row_errors(summary: batch.BatchSummary) -> list[FieldError]:
                 "Location": {"schema": {"type": "string"}, "description": "/batches/{batch_id}"}
             }
         },
-        **problems(400, 401, 413, 415, 422, 503),
+        **problems(400, 401, 403, 413, 415, 422, 503),
     },
     openapi_extra={"requestBody": REQUEST_BODY},
 )

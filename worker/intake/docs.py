@@ -26,7 +26,8 @@ CSV/JSONL batch), read their results, check health, scrape metrics.
 Every error is an RFC 7807 `application/problem+json` document; validation
 problems list each invalid field in `errors`. Authenticate with
 `Authorization: Bearer <token>` (a token of `STARTPROC_INTAKE_TOKENS`);
-`/healthz`, `/metrics` and `/openapi.json` need no token.
+`/healthz`, `/metrics` and `/openapi.json` need no token. A read-only token
+(`NAME:TOKEN:ro`) may only read: its POSTs are 403.
 """
 
 

@@ -181,7 +181,7 @@ def _integral_numbers_of(item: dict[str, Any], names: tuple[str, ...]) -> dict[s
                 }
             }
         },
-        **problems(400, 401, 413, 415, 422, 503),
+        **problems(400, 401, 403, 413, 415, 422, 503),
     },
     openapi_extra={
         "requestBody": {

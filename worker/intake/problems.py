@@ -133,6 +133,7 @@ def job_field_errors(index: int, message: str) -> list[FieldError]:
 _SLUGS = {
     400: "bad-request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
     413: "too-large",
@@ -143,6 +144,7 @@ _SLUGS = {
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",

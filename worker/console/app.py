@@ -1,0 +1,197 @@
+"""The console's ASGI app, mounted by the intake under ``/ui``.
+
+Its own FastAPI instance, so its errors are pages (not problem+json), its
+routes stay out of the intake's OpenAPI document, and the intake's bearer
+auth does not apply: people sign in with the same tokens through a form
+(`worker.console.session`). It produces, like the intake: no Celery import
+here; replays, batches and "run now" publish through the same producer code.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import redis
+import structlog
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker.config import Settings
+from worker.console.batch_runs import BatchRuns
+from worker.console.render import ENV, SECURITY_HEADERS, page
+from worker.console.session import Session, Sessions, csrf_ok
+from worker.errors import ConfigError
+from worker.intake.context import Intake
+
+log = structlog.get_logger("worker.console")
+
+
+@dataclass
+class Console:
+    """What the pages share: settings, the intake's services, sessions, batch runs."""
+
+    settings: Settings
+    intake: Intake
+    sessions: Sessions
+    runs: BatchRuns
+
+    def client(self) -> redis.Redis:
+        """A fail-fast client (seconds, not minutes, when Redis is away)."""
+        return self.intake.probe(self.settings.require_redis())
+
+    @cached_property
+    def broker_redis(self) -> redis.Redis | None:
+        from worker.metrics import broker_redis_url
+
+        url = broker_redis_url(self.settings.broker_url)
+        return self.intake.probe(url) if url else None
+
+
+class SignInRequired(Exception):
+    """The page needs a signed-in person; answered with a redirect to the sign-in form."""
+
+
+class Refused(Exception):
+    """A change the session may not make (read-only role, or a missing/wrong CSRF token)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+async def attach_session(request: Request) -> None:
+    """Every request gets a session: the cookie's, or a fresh anonymous one (set on response)."""
+    console = console_of(request)
+    session = console.sessions.load(request)
+    request.state.new_session = session is None
+    request.state.session = session or console.sessions.anonymous()
+
+
+def signed_in(request: Request) -> Session:
+    session: Session = request.state.session
+    if session.user is None:
+        raise SignInRequired
+    return session
+
+
+SignedIn = Annotated[Session, Depends(signed_in)]
+
+
+async def may_change(request: Request, session: SignedIn) -> Session:
+    """For every POST that changes something: a valid CSRF token and an operator's token."""
+    form = await request.form()
+    if not csrf_ok(session, str(form.get("csrf") or "")):
+        raise Refused("the form is out of date (its CSRF token does not match); reload the page")
+    if not session.can_change:
+        assert session.user is not None
+        raise Refused(
+            f"you are signed in with {session.user.name!r}, a read-only token (role viewer): "
+            "it may look but not change anything"
+        )
+    return session
+
+
+Operator = Annotated[Session, Depends(may_change)]
+
+
+def install_error_pages(app: FastAPI) -> None:
+    async def on_sign_in(request: Request, _exc: Exception) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        root = request.scope.get("root_path", "")
+        return RedirectResponse(f"{root}/login?next={quote(target)}", status_code=303)
+
+    async def on_refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refused)
+        return page(request, "error.html", 403, title="Refused", message=exc.reason)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        message = exc.detail if isinstance(exc.detail, str) else "Error"
+        return page(request, "error.html", exc.status_code, title=message, message="")
+
+    async def on_invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()
+        )
+        return page(request, "error.html", 400, title="Bad request", message=reasons)
+
+    async def on_outage(request: Request, exc: Exception) -> Response:
+        reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}"
+        return page(request, "error.html", 503, title="Redis is unavailable", message=reason[:300])
+
+    app.add_exception_handler(SignInRequired, on_sign_in)
+    app.add_exception_handler(Refused, on_refused)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(redis.RedisError, on_outage)
+    app.add_exception_handler(ConfigError, on_outage)
+
+
+class ConsoleGuard:
+    """Security headers on every answer; any unhandled error is a plain 500 page, logged.
+
+    Plain ASGI, outermost: it also covers the error handlers themselves, and
+    no traceback or exception text ever reaches the browser.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name.lower().encode() not in names:
+                        headers.append((name.lower().encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:
+            log.exception("console.unhandled", method=scope.get("method"), path=scope.get("path"))
+            if started:
+                return
+            body = ENV.get_template("crash.html").render(ui=scope.get("root_path", ""))
+            await HTMLResponse(body, status_code=500)(scope, receive, with_headers)
+
+
+def create_console(cfg: Settings, intake: Intake) -> FastAPI:
+    """The console app for ``cfg``; the intake mounts it at ``/ui`` when tokens are set."""
+    from worker.console import batches, dead_letters, jobs, login, overview, schedules
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    data_dir = cfg.ui_data_dir or Path(tempfile.mkdtemp(prefix="startproc-console-"))
+    app.state.console = Console(cfg, intake, Sessions(cfg), BatchRuns(data_dir))
+    app.mount("/static", StaticFiles(packages=[("worker.console", "static")]), name="static")
+    session = [Depends(attach_session)]
+    for module in (login, overview, jobs, batches, dead_letters, schedules):
+        router: Any = module.router
+        app.include_router(router, dependencies=session)
+    install_error_pages(app)
+    app.add_middleware(ConsoleGuard)
+    return app
