@@ -5,7 +5,7 @@
   chunks on one connection (a Redis pipeline per chunk);
 * naive: ``csv.DictReader`` and one ``app.send_task`` per row, no validation.
 
-Both publish to an embedded Redis (`worker.embedded.EmbeddedRedis`); nothing
+Both publish to an embedded Redis (`worker.local.embedded.EmbeddedRedis`); nothing
 consumes the jobs (the queue is emptied every 50,000 rows, standing in for a
 worker, so Redis memory stays small). Peak RSS is this process's
 ``ru_maxrss`` after each phase; the batch phase runs first, so its figure is
@@ -29,8 +29,9 @@ import redis
 from celery import Celery
 
 from benchmarks.common import Report, Row, table
-from worker.config import Settings, environment, load_targets, settings
-from worker.embedded import EmbeddedRedis
+from worker.config import Settings, environment, settings
+from worker.local.embedded import EmbeddedRedis
+from worker.targets import load_targets
 
 TARGET, PROCESS, QUEUE = "orders", "order-process", "startproc.jobs"
 MAPS = ["customer_id=customerId", "name", "email", "amount:float", "vip:bool", "signup:date"]

@@ -34,8 +34,8 @@ import redis
 import requests
 
 from benchmarks import noop_app
-from worker.embedded import EmbeddedRedis
-from worker.stack import LocalStack
+from worker.local.embedded import EmbeddedRedis
+from worker.local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "orders"

@@ -21,9 +21,9 @@ import redis
 from celery import Celery
 from kombu.pools import producers
 
+from worker.broker.connections import shared_broker_connection
 from worker.celery_app import reliability_conf
 from worker.config import settings
-from worker.connections import shared_broker_connection
 
 TASK_NAME = "bench.noop"
 QUEUE = "bench.noop"

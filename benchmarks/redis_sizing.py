@@ -27,14 +27,15 @@ import redis
 from kombu import Connection
 
 from worker import keys
-from worker.config import Settings, Targets, environment
-from worker.dlq import DeadLetters
-from worker.embedded import EmbeddedRedis
+from worker.config import Settings, environment
+from worker.delivery.dlq import DeadLetters
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
 from worker.logs import configure
 from worker.producer import prepare, publish
 from worker.runtime import build_runtime
-from worker.sandbox import SandboxServer
 from worker.service import Delivery
+from worker.targets import Targets
 
 JOBS_QUEUE = "startproc.jobs"
 RESULTS_QUEUE = "startproc.results"

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.config import Settings, Targets
-from worker.embedded import EmbeddedRedis
-from worker.sandbox import SandboxServer
+from worker.config import Settings
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
+from worker.targets import Targets
 
 REPO = Path(__file__).resolve().parents[1]
 

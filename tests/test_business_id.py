@@ -19,9 +19,9 @@ from kombu import Connection
 from tests.conftest import make_settings, sandbox_targets
 from tests.support.failover import default_camunda8, enforce_business_ids, lose_recent_writes
 from tests.test_service import run
+from worker.local.sandbox import SandboxServer
+from worker.local.sandbox.camunda8 import Camunda8App
 from worker.runtime import Runtime, build_runtime
-from worker.sandbox import SandboxServer
-from worker.sandbox.camunda8 import Camunda8App
 from worker.service import RetryLater
 
 

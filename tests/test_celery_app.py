@@ -23,8 +23,8 @@ from worker.celery_app import (
     reliability_conf,
 )
 from worker.config import Settings, settings
+from worker.delivery.results import results_queue
 from worker.errors import ConfigError
-from worker.results import results_queue
 
 REDIS = "redis://127.0.0.1:6399/0"
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"

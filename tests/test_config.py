@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.config import Settings, Targets
+from worker.config import Settings
 from worker.errors import ConfigError
+from worker.targets import Targets
 
 
 def load(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> Targets:

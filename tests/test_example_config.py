@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from worker.config import (
+from worker.errors import ConfigError
+from worker.targets import (
     AUTH_MODELS,
     ENGINE_NAMES,
     TARGET_MODELS,
@@ -26,7 +27,6 @@ from worker.config import (
     OAuth2Auth,
     Targets,
 )
-from worker.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = REPO / "config" / "targets.example.toml"

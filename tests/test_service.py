@@ -13,11 +13,11 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
+from worker.delivery.results import results_queue
 from worker.keys import fingerprint, ledger_key
+from worker.local.sandbox import SandboxServer
 from worker.models import Job
-from worker.results import results_queue
 from worker.runtime import Runtime, build_runtime
-from worker.sandbox import SandboxServer
 from worker.service import Delivery, Done, RetryLater
 
 Handle = Callable[..., Any]
@@ -505,7 +505,7 @@ def test_a_job_id_in_the_job_is_its_one_identity_everywhere(
     """A foreign app sends its own ``job_id``, and Celery gives the message another task
     id: the job is registered, counted, decided and cleared under the one id, so the
     sweeper has nothing left to re-drive."""
-    from worker.sweeper import sweep
+    from worker.delivery.sweeper import sweep
 
     job = {**C8_JOB, "business_key": "foreign", "job_id": "foreign-7"}
     sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}])
@@ -616,7 +616,7 @@ def test_a_job_names_its_worker_process_until_it_is_decided_or_waits_in_the_brok
     assert holder.endswith(f":{os.getpid()}")
     ttl_ms = redis_client.pttl(alive_key(holder))
     assert 0 < ttl_ms <= rt.settings.liveness_ttl * 1000
-    rt.service._arrive(C8_JOB, Delivery(job_id="held"))
+    rt.service.deliveries.arrive("held", C8_JOB, 0, holder)
     assert redis_client.hgetall(INFLIGHT_HOLDERS) == {"held": holder}
     sandbox.app("camunda8").faults.script([{"status": 503, "retry_after": "30"}])
     assert isinstance(run(rt, C8_JOB, job_id="held"), RetryLater)

@@ -23,13 +23,13 @@ from kombu import Connection
 
 from tests.conftest import make_settings
 from tests.test_service import run
-from worker.config import Targets
+from worker.engines.http import transport_error
 from worker.errors import AmbiguousError, ConfigError, PermanentError, TransientError
-from worker.http import transport_error
+from worker.local.sandbox import SandboxServer
+from worker.local.sandbox.camunda8 import Camunda8App
 from worker.runtime import Runtime, build_runtime
-from worker.sandbox import SandboxServer
-from worker.sandbox.camunda8 import Camunda8App
 from worker.service import RetryLater
+from worker.targets import Targets
 
 SECRET = "tls-test-secret"
 JOB = {"target": "secure", "process": "order-process", "variables": {"orderId": "T-1"}}

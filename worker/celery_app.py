@@ -37,10 +37,10 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from worker.broker.connections import is_amqp
+from worker.broker.kombu_redis import transport_for
 from worker.config import Settings, settings
-from worker.connections import is_amqp
 from worker.errors import ConfigError
-from worker.kombu_redis import transport_for
 
 TASK_NAME = "startproc.start_process"
 SWEEP_TASK_NAME = "startproc.sweep"
@@ -249,7 +249,7 @@ def declare_broker_entities(cfg: Settings) -> None:
     url = cfg.broker_url
     if not is_amqp(url):
         return
-    from worker.results import results_queue
+    from worker.delivery.results import results_queue
 
     with Connection(url, connect_timeout=5) as conn:
         try:
@@ -280,7 +280,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     worker_consumer="worker.tasks:Consumer",
     # Celery's own entries plus the schedules file (STARTPROC_SCHEDULES), one slot = one start.
-    beat_scheduler="worker.schedules_beat:Scheduler",
+    beat_scheduler="worker.schedules.beat:Scheduler",
     beat_schedule={
         "startproc-sweep": {"task": SWEEP_TASK_NAME, "schedule": cfg.sweep_interval},
     },
@@ -313,7 +313,7 @@ def _fail_fast(**_: Any) -> None:
         from worker.runtime import runtime
 
         runtime()
-        from worker.redis_policy import check_settings
+        from worker.broker.redis_policy import check_settings
 
         check_settings(cfg)  # an evicting Redis loses ledger entries: refused at start
         declare_broker_entities(cfg)
@@ -326,9 +326,9 @@ _beacons: list[Any] = []
 
 @signals.worker_ready.connect
 def _start_beacon(sender: Any = None, **_: Any) -> None:
-    """The worker's liveness beacon in Redis (`worker.beacons`), read by the console."""
-    from worker.beacons import Beacon
-    from worker.connections import shared_redis
+    """The worker's liveness beacon in Redis (`worker.delivery.beacons`), read by the console."""
+    from worker.broker.connections import shared_redis
+    from worker.delivery.beacons import Beacon
 
     url = cfg.effective_redis_url()
     if not url or sender is None:
@@ -345,4 +345,7 @@ def _stop_beacon(**_: Any) -> None:
         _beacons.pop().stop()
 
 
-import worker.metrics  # noqa: E402, F401  (connects the worker-side exporter's worker_init hook)
+from worker import exporter  # noqa: E402  (no Celery in it: its hooks are connected here)
+
+signals.worker_init.connect(exporter.on_worker_init, weak=False)
+signals.worker_process_shutdown.connect(exporter.forget_dead_child, weak=False)

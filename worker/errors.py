@@ -5,7 +5,7 @@ class decides what happens next (retry, fail, reconcile)::
 
     StartprocError
     ├── ConfigError          bad targets file / environment: fails at start-up
-    ├── SettleError          a dead letter cannot be settled as asked (`worker.settle`)
+    ├── SettleError          a dead letter cannot be settled as asked (`worker.delivery.settle`)
     └── JobError             something went wrong with one job
         ├── InvalidJob       the job itself is malformed           -> failed, kind "invalid"
         ├── PermanentError   the engine refused; retrying won't help -> failed, kind "permanent"

@@ -78,7 +78,7 @@ DLQ = f"{PREFIX}:dlq"
 INFLIGHT = f"{PREFIX}:inflight"
 INFLIGHT_DEADLINES = f"{PREFIX}:inflight:deadlines"
 INFLIGHT_HOLDERS = f"{PREFIX}:inflight:holders"
-"""Job id -> the worker process running it now (`worker.liveness`)."""
+"""Job id -> the worker process running it now (`worker.delivery.liveness`)."""
 
 
 def alive_key(holder: str) -> str:
@@ -103,7 +103,7 @@ def outcomes_minute(minute: int) -> str:
     return f"{PREFIX}:outcomes:{minute}"
 
 
-WORKERS = f"{PREFIX}:workers"  # hostname -> last beacon (Unix seconds); see worker.beacons
+WORKERS = f"{PREFIX}:workers"  # hostname -> last beacon (Unix seconds); see worker.delivery.beacons
 
 
 def schedule_state_key(name: str) -> str:

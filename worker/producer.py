@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 from kombu.pools import producers
 
+from worker.broker.connections import shared_broker_connection, shared_redis
+from worker.broker.redis_policy import check_settings
 from worker.config import settings
-from worker.connections import shared_broker_connection, shared_redis
-from worker.inflight import InFlight
+from worker.delivery.inflight import InFlight
 from worker.models import Job, Result, iso_ms, utcnow
-from worker.redis_policy import check_settings
 
 if TYPE_CHECKING:
-    from worker.results import ResultStore
+    from worker.delivery.results import ResultStore
 
 
 def prepare(job: dict[str, Any] | Job) -> dict[str, Any]:

@@ -12,18 +12,19 @@ from functools import lru_cache
 import structlog
 from kombu.connection import Connection
 
-from worker.config import Settings, Targets, load_targets, settings
-from worker.connections import broker_connection, shared_redis
-from worker.dlq import DeadLetters
+from worker.broker.connections import broker_connection, shared_redis
+from worker.config import Settings, settings
+from worker.delivery.dlq import DeadLetters
+from worker.delivery.inflight import InFlight
+from worker.delivery.ledger import Ledger
+from worker.delivery.liveness import Liveness
+from worker.delivery.ratelimit import RateLimiter
+from worker.delivery.results import KombuPublisher, ResultStore
 from worker.engines import EngineCache
 from worker.errors import ConfigError
-from worker.inflight import InFlight
-from worker.ledger import Ledger
-from worker.liveness import Liveness
-from worker.ratelimit import RateLimiter
-from worker.results import KombuPublisher, ResultStore
 from worker.retry import RetryPolicy
 from worker.service import StartService
+from worker.targets import Targets, load_targets
 
 log = structlog.get_logger("worker.runtime")
 

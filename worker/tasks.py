@@ -96,10 +96,10 @@ def _reject_message(message: Any, why: str) -> None:
 def sweep() -> dict[str, int]:
     """Publish stranded results and re-drive undecided jobs (run by beat)."""
     from worker import producer
-    from worker.connections import shared_redis
+    from worker.broker.connections import shared_redis
+    from worker.delivery.sweeper import sweep as run_sweep
+    from worker.delivery.sweeper import warn_results_backlog
     from worker.metrics import broker_redis_url
-    from worker.sweeper import sweep as run_sweep
-    from worker.sweeper import warn_results_backlog
 
     rt = runtime()
     report = run_sweep(

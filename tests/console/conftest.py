@@ -20,10 +20,10 @@ import pytest
 from tests.intake.helpers import RunningServer, start_server, stop_server
 from tests.integration.conftest import Pipeline, module_pipeline
 from tests.support.browser import VIEWPORT, launched
-from worker import demo
 from worker.config import settings
 from worker.intake import create_app
-from worker.sandbox import SandboxServer
+from worker.local import demo
+from worker.local.sandbox import SandboxServer
 
 OPERATOR = "console-operator-token-0123456789"
 VIEWER = "console-viewer-token-0123456789"

@@ -10,10 +10,10 @@ from playwright.sync_api import expect
 
 from tests.integration.conftest import Pipeline
 from worker import producer
+from worker.broker.connections import shared_redis
 from worker.config import settings
-from worker.connections import shared_redis
-from worker.dlq import DeadLetters
-from worker.sandbox import SandboxServer
+from worker.delivery.dlq import DeadLetters
+from worker.local.sandbox import SandboxServer
 
 
 def sign_in(page: Any, token: str, path: str = "/ui/") -> None:

@@ -21,7 +21,7 @@ from tests.integration.conftest import Pipeline
 from tests.support.browser import screenshot
 from worker import batch
 from worker.config import settings
-from worker.sandbox import SandboxServer
+from worker.local.sandbox import SandboxServer
 
 ROWS = 200
 BAD = {52: ("amount", "twelve"), 152: ("since", "2026-13-45")}  # file line -> (column, value)

@@ -19,13 +19,13 @@ from tests.console.helpers import dead_letter, sign_in
 from tests.integration.conftest import Pipeline
 from tests.support.browser import screenshot
 from worker import producer
+from worker.broker.connections import shared_redis
 from worker.config import settings
-from worker.connections import shared_redis
-from worker.dlq import DeadLetters
-from worker.sandbox import SandboxServer
-from worker.schedules import load_schedules
-from worker.schedules_fire import Firer
-from worker.schedules_state import ScheduleState
+from worker.delivery.dlq import DeadLetters
+from worker.local.sandbox import SandboxServer
+from worker.schedules.fire import Firer
+from worker.schedules.schedule import load_schedules
+from worker.schedules.state import ScheduleState
 
 
 def test_sign_in_and_sign_out(page: Any, live: Pipeline) -> None:

@@ -25,12 +25,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
 from tests.support.vendored import spec_path
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, StartRequest
 from worker.engines.camunda7 import Camunda7
 from worker.errors import AuthenticationError, PermanentError, TransientError
 from worker.models import Job
+from worker.targets import Targets
 
 OPENAPI_FILE = "camunda7-7.15.0-engine-rest-openapi.json"
 HAND_FILE = "camunda7-engine-rest-start-and-lookup.hand-extracted.schema.json"

@@ -36,7 +36,6 @@ from tests.support.camunda8_specs import (
 )
 from tests.support.camunda8_specs import spec88 as load_spec88
 from tests.support.camunda8_specs import spec89 as load_spec89
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE
 from worker.engines.camunda8 import Camunda8, key_tag
@@ -50,6 +49,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.models import Job
+from worker.targets import Targets
 
 BASE = "http://c8.test"
 CREATE = f"{BASE}/v2/process-instances"

@@ -22,11 +22,11 @@ import responses
 
 from tests.support.camunda8_specs import Spec, errors_of, spec88, spec89, validate
 from tests.support.vendored import spec_path
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, Engine
 from worker.errors import AmbiguousError, Backpressure, JobError, PermanentError
 from worker.models import Job
+from worker.targets import Targets
 
 C8 = "http://c8.test"
 C7 = "http://c7.test/engine-rest"

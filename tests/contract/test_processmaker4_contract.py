@@ -20,12 +20,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from tests.support.vendored import spec_path
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, StartRequest
 from worker.engines.processmaker4 import ProcessMaker4
 from worker.errors import InvalidJob, PermanentError
 from worker.models import Job
+from worker.targets import Targets
 
 SPEC_FILE = "processmaker4-api-docs.json"
 SPEC_URI = "urn:startproc:processmaker4-api-docs"

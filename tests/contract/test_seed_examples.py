@@ -16,10 +16,10 @@ import pytest
 import responses
 
 from tests.support.vendored import SEEDS
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.errors import AuthenticationError, PermanentError
 from worker.models import Job
+from worker.targets import Targets
 
 SERVER = "http://seed.test"
 CURL = re.compile(

@@ -12,7 +12,6 @@ import responses
 from responses import matchers
 from urllib3.exceptions import NewConnectionError
 
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.blueworks import Blueworks
 from worker.errors import (
@@ -24,6 +23,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.models import Job
+from worker.targets import Targets
 
 SERVER = "http://bw.test"
 TOKEN_URL = f"{SERVER}/oauth/token"

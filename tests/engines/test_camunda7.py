@@ -11,7 +11,6 @@ import responses
 from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE
 from worker.engines.camunda7 import Camunda7, carried_business_key
@@ -24,6 +23,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.models import Job
+from worker.targets import Targets
 
 BASE = "http://c7.test/engine-rest"
 TOKEN_URL = "http://idp.test/token"

@@ -19,8 +19,7 @@ import responses
 from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-import worker.http
-from worker.config import Targets
+import worker.engines.http
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, StartRequest, check_sendable
 from worker.engines.camunda8 import TAG, Camunda8, key_tag
@@ -36,6 +35,7 @@ from worker.errors import (
 )
 from worker.keys import int64_reference
 from worker.models import Job
+from worker.targets import Targets
 
 BASE = "http://c8.test"
 CREATE = f"{BASE}/v2/process-instances"
@@ -523,7 +523,7 @@ NOW = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC).timestamp()
 def test_backpressure_with_retry_after_http_date(
     status: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker.http, "time", types.SimpleNamespace(time=lambda: NOW))
+    monkeypatch.setattr(worker.engines.http, "time", types.SimpleNamespace(time=lambda: NOW))
     responses.post(CREATE, status=status, headers={"Retry-After": "Wed, 25 Nov 2026 10:02:00 GMT"})
     with pytest.raises(TransientError) as caught:
         engine().start(job(), KEY)

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import responses
 
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.camunda8 import Camunda8, key_tag
 from worker.errors import ConflictError, InvalidJob, PermanentError
 from worker.models import Job
+from worker.targets import Targets
 
 BASE = "http://c8.test"
 CREATE = f"{BASE}/v2/process-instances"

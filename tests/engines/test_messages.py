@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import responses
 
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE, Engine
 from worker.engines.camunda7 import carried_business_key
 from worker.errors import InvalidJob
 from worker.models import Job
+from worker.targets import Targets
 
 KEY = "orders:message:order-received:A-17"
 BASES = {"camunda8": "http://c8.test", "camunda7": "http://c7.test/engine-rest",

@@ -11,7 +11,6 @@ import responses
 from responses import matchers
 from urllib3.exceptions import NewConnectionError
 
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE
 from worker.engines.processmaker4 import ProcessMaker4, pmql_string
@@ -24,6 +23,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.models import Job
+from worker.targets import Targets
 
 API = "http://pm.test/api/1.0"
 TOKEN_URL = "http://pm.test/oauth/token"

@@ -11,7 +11,6 @@ import responses
 from responses import matchers
 from urllib3.exceptions import NewConnectionError
 
-from worker.config import Targets
 from worker.engines import build_engine
 from worker.engines.tas import UNKNOWN_ID, Tas
 from worker.errors import (
@@ -23,6 +22,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.models import Job
+from worker.targets import Targets
 
 SERVER = "http://tas.test"
 TOKEN_URL = "http://tas.test/oauth/token"

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from tests.integration.conftest import module_pipeline
-from worker import demo
 from worker.config import settings
 from worker.intake import create_app
-from worker.sandbox import SandboxServer
+from worker.local import demo
+from worker.local.sandbox import SandboxServer
 
 from .helpers import (
     AUTH,

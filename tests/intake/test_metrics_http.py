@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_metrics import value
+from tests.support.prometheus import value
 
 from .helpers import Pipeline, RunningServer, metrics_url, wait_until
 

@@ -27,10 +27,10 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import make_settings
-from worker import demo
-from worker.config import load_targets
 from worker.intake import create_app
-from worker.sandbox import SandboxServer
+from worker.local import demo
+from worker.local.sandbox import SandboxServer
+from worker.targets import load_targets
 
 from .helpers import AUTH, TOKEN
 

@@ -19,13 +19,13 @@ import pytest
 from kombu import Connection
 
 from tests.test_service import drain
-from worker import demo
 from worker.config import environment, settings
-from worker.embedded import EmbeddedRedis
+from worker.local import demo
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
+from worker.local.stack import LocalStack
 from worker.models import Result
 from worker.runtime import result_store
-from worker.sandbox import SandboxServer
-from worker.stack import LocalStack
 
 RABBITMQ_URL = os.environ.get("STARTPROC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 

@@ -20,14 +20,14 @@ import redis
 from typer.testing import CliRunner
 
 from tests.integration.conftest import Pipeline, module_pipeline
-from worker import demo
 from worker.config import settings
+from worker.local import demo
+from worker.local.sandbox import SandboxServer
+from worker.local.stack import LocalStack
 from worker.producer import prepare, publish
 from worker.runtime import result_store
-from worker.sandbox import SandboxServer
-from worker.schedules import load_schedules, slot_job_id, slot_key
-from worker.schedules_timing import iso_utc
-from worker.stack import LocalStack
+from worker.schedules.schedule import load_schedules, slot_job_id, slot_key
+from worker.schedules.timing import iso_utc
 
 pytestmark = pytest.mark.integration
 

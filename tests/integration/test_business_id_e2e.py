@@ -20,10 +20,10 @@ import worker
 from tests.integration.conftest import Pipeline, running_pipeline
 from tests.support.failover import default_camunda8, enforce_business_ids, lose_recent_writes
 from tests.test_service import drain
-from worker import demo
-from worker.embedded import EmbeddedRedis
-from worker.sandbox import SandboxServer
-from worker.sandbox.camunda8 import Camunda8App
+from worker.local import demo
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
+from worker.local.sandbox.camunda8 import Camunda8App
 
 TARGET = "orders89"
 

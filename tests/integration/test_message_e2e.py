@@ -12,7 +12,7 @@ import pytest
 import worker
 from tests.integration.conftest import Pipeline
 from tests.test_service import drain
-from worker.sandbox import SandboxServer
+from worker.local.sandbox import SandboxServer
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,11 @@ import pytest
 import worker
 from tests.intake.helpers import free_port, wait_until
 from tests.integration.conftest import Pipeline, running_pipeline
-from tests.test_metrics import value
-from worker import demo, metrics
-from worker.embedded import EmbeddedRedis
-from worker.sandbox import SandboxServer
+from tests.support.prometheus import value
+from worker import metrics
+from worker.local import demo
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ from kombu import Connection, Queue
 import worker
 from tests.integration.conftest import Pipeline
 from tests.test_service import drain
-from worker.inflight import InFlight
+from worker.delivery.inflight import InFlight
 
 
 def test_one_job_per_engine_is_created(live_any: Pipeline) -> None:
-    from worker.demo import demo_jobs
+    from worker.local.demo import demo_jobs
 
     jobs = demo_jobs()
     ids = [worker.enqueue(job) for _expected, job in jobs]

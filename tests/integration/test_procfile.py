@@ -10,11 +10,12 @@ from pathlib import Path
 
 from kombu import Connection
 
-from worker import demo, producer
-from worker.connections import redis_client
-from worker.embedded import EmbeddedRedis
-from worker.results import KombuPublisher, ResultStore
-from worker.sandbox import SandboxServer
+from worker import producer
+from worker.broker.connections import redis_client
+from worker.delivery.results import KombuPublisher, ResultStore
+from worker.local import demo
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -31,9 +31,9 @@ from tests.integration.conftest import (
     running_pipeline,
 )
 from tests.test_service import drain
-from worker.embedded import EmbeddedRedis
-from worker.inflight import InFlight
-from worker.sandbox import SandboxServer
+from worker.delivery.inflight import InFlight
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from tests.integration.test_cli import startproc
-from worker import demo
-from worker.embedded import EmbeddedRedis
-from worker.sandbox import SandboxServer
+from worker.local import demo
+from worker.local.embedded import EmbeddedRedis
+from worker.local.sandbox import SandboxServer
 
 pytestmark = pytest.mark.integration
 

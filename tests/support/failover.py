@@ -17,7 +17,7 @@ from worker.keys import (
     result_key,
     retried_key,
 )
-from worker.sandbox.camunda8 import Camunda8App
+from worker.local.sandbox.camunda8 import Camunda8App
 
 
 def lose_recent_writes(client: redis.Redis, target: str, key: str, job_id: str) -> None:

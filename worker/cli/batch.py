@@ -38,7 +38,7 @@ from worker.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from worker.batch_source import Format
+    from worker.batch.source import Format
 
 DEFAULT_COMMAND = "submit"
 SHOWN_ERRORS = 20
@@ -143,7 +143,7 @@ def submit(
     interrupted, 2 invalid rows (nothing sent) or usage, 3 --wait ran out.
     """
     from worker import batch
-    from worker.batch_progress import NullProgress, Progress, RichProgress
+    from worker.batch.progress import NullProgress, Progress, RichProgress
 
     if fmt is not None and fmt not in ("csv", "jsonl"):
         fail(f"--format {fmt!r}: csv or jsonl")

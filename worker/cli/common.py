@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
     from rich.table import Table
 
-    from worker.config import Settings, Targets
+    from worker.config import Settings
     from worker.models import Result
+    from worker.targets import Targets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -266,7 +267,7 @@ def need_producer(cfg: Settings) -> str:
 
 def load_targets_for(cfg: Settings, need: Collection[str] = ()) -> Targets:
     """The whole targets file, validated; ``${VAR}``s resolved only for the targets in ``need``."""
-    from worker.config import Targets
+    from worker.targets import Targets
 
     return Targets.load(cfg.targets, need=need)
 

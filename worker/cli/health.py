@@ -1,7 +1,7 @@
 """``startproc health beat``: a container health check for celery beat.
 
 Beat has no remote control to ping (workers answer ``celery -A worker
-inspect ping``). Our scheduler (`worker.schedules_beat.Scheduler`) touches
+inspect ping``). Our scheduler (`worker.schedules.beat.Scheduler`) touches
 ``<beat -s file>.heartbeat`` on every tick instead, at least once per
 ``STARTPROC_SWEEP_INTERVAL``; this command checks that the file is fresh.
 """
@@ -41,7 +41,7 @@ def beat(
 ) -> None:
     """Exit 0 if beat ticked recently (its heartbeat file is fresh), else 1 saying why."""
     from worker.config import settings
-    from worker.schedules_beat import heartbeat_path
+    from worker.schedules.beat import heartbeat_path
 
     limit = max_age if max_age is not None else max(60.0, 3 * settings().sweep_interval)
     path = heartbeat_path(str(schedule))

@@ -30,8 +30,8 @@ from worker.cli.common import (
 
 if TYPE_CHECKING:
     from worker.config import Settings
+    from worker.delivery.results import ResultStore
     from worker.models import Result
-    from worker.results import ResultStore
 
 # A shorter job id is looked up as a prefix too (a uuid4 job id has 36 characters).
 FULL_ID_LENGTH = 36
@@ -160,8 +160,8 @@ def _print_result(job_id: str, result: Result | None, as_json: bool) -> None:
 
 def result_reader(cfg: Settings) -> ResultStore:
     """The results index for reading: needs Redis only (checked to answer), not the broker."""
-    from worker.connections import shared_redis
-    from worker.results import ResultStore
+    from worker.broker.connections import shared_redis
+    from worker.delivery.results import ResultStore
 
     def read_only(_result: dict[str, Any]) -> None:
         raise RuntimeError("a result reader does not publish")

@@ -118,13 +118,13 @@ def up(
 
 def _check_before_start(cfg: Settings, beat: bool) -> None:
     """What would make a worker or beat stop at start, said before anything runs."""
-    from worker.config import Targets
     from worker.runtime import check_lease
+    from worker.targets import Targets
 
     targets = Targets.load(cfg.targets)  # every ${VAR}: the worker needs them all
     check_lease(cfg, targets)
     if beat and (cfg.schedules.exists() or "schedules" in cfg.model_fields_set):
-        from worker.schedules import load_schedules
+        from worker.schedules.schedule import load_schedules
 
         load_schedules(cfg.schedules, targets.names())
     if cfg.broker_url:
@@ -135,7 +135,7 @@ def _redis_port(data_dir: Path, chosen: int | None) -> int:
     """The embedded Redis' port: chosen, else the last run's, else a free one; recorded."""
     import socket
 
-    from worker.embedded import free_port
+    from worker.local.embedded import free_port
 
     record = data_dir / PORT_FILE
     recorded = record.read_text().strip() if record.exists() else ""
@@ -166,7 +166,7 @@ def _run_up(
     stopping: threading.Event | None = None,
     as_json: bool = False,
 ) -> None:
-    from worker.stack import FAST_EXIT_SECONDS, MAX_FAST_EXITS, LocalStack
+    from worker.local.stack import FAST_EXIT_SECONDS, MAX_FAST_EXITS, LocalStack
 
     with LocalStack(
         broker_url=broker_url,
@@ -219,10 +219,10 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Start a few jobs on all five engines (sandboxes) end to end and print their results."""
-    from worker import demo as scenario
     from worker import producer
-    from worker.sandbox import SandboxServer
-    from worker.stack import LocalStack
+    from worker.local import demo as scenario
+    from worker.local.sandbox import SandboxServer
+    from worker.local.stack import LocalStack
 
     cfg = current_settings()
     _stop_on_sigterm()
@@ -265,6 +265,6 @@ def demo(
 
 
 def scenario_engines() -> tuple[str, ...]:
-    from worker.sandbox import ENGINE_NAMES
+    from worker.local.sandbox import ENGINE_NAMES
 
     return tuple(ENGINE_NAMES)

@@ -25,9 +25,9 @@ from worker.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from worker.config import Targets
-    from worker.dlq import DeadLetters
-    from worker.ledger import Ledger
+    from worker.delivery.dlq import DeadLetters
+    from worker.delivery.ledger import Ledger
+    from worker.targets import Targets
 
 targets_app = typer.Typer(help="Inspect the configured targets.", no_args_is_help=True)
 dlq_app = typer.Typer(
@@ -38,7 +38,7 @@ dlq_app = typer.Typer(
 
 def _targets(path: Path | None) -> Targets:
     """The whole file, validated; ``${VAR}``s need not be set (`Targets.unresolved`)."""
-    from worker.config import Targets
+    from worker.targets import Targets
 
     return Targets.load(path or current_settings().targets, need=())
 
@@ -112,8 +112,8 @@ def targets_check(
     Status per target: ok (the engine answered), not contacted (valid, but the
     engine has no documented harmless read), fail. Exit 1 if any failed.
     """
-    from worker.auth import OAuth2
     from worker.engines import build_engine
+    from worker.engines.auth import OAuth2
     from worker.errors import ConfigError, JobError
 
     targets = _targets(path)
@@ -163,8 +163,8 @@ def targets_check(
 
 
 def _dead_letters() -> DeadLetters:
-    from worker.connections import shared_redis
-    from worker.dlq import DeadLetters
+    from worker.broker.connections import shared_redis
+    from worker.delivery.dlq import DeadLetters
 
     return DeadLetters(shared_redis(need_redis(current_settings())))
 
@@ -216,9 +216,9 @@ def dlq_show(
 
 def _settle_tools() -> tuple[Ledger, Targets]:
     """The ledger and the targets a settling command needs (exit 2 on bad configuration)."""
-    from worker.config import load_targets
-    from worker.connections import shared_redis
-    from worker.ledger import Ledger
+    from worker.broker.connections import shared_redis
+    from worker.delivery.ledger import Ledger
+    from worker.targets import load_targets
 
     cfg = current_settings()
     client = shared_redis(cfg.require_redis())
@@ -236,7 +236,8 @@ def dlq_replay(
     on one that cannot (Blueworks, TAS), an instance that may exist must be
     settled first with `dlq resolve`.
     """
-    from worker import producer, settle
+    from worker import producer
+    from worker.delivery import settle
     from worker.errors import SettleError
 
     ledger, targets = _settle_tools()
@@ -271,7 +272,7 @@ def dlq_resolve(
     one result as created, if the job never had one; --not-created lets the
     next `dlq replay` send.
     """
-    from worker import settle
+    from worker.delivery import settle
     from worker.errors import SettleError
     from worker.runtime import result_store
 
@@ -345,7 +346,7 @@ def sandbox(
     as_json: bool = JsonOption,
 ) -> None:
     """Run an engine emulator until Ctrl-C (for local development and demos)."""
-    from worker.sandbox import ENGINE_NAMES, SandboxServer
+    from worker.local.sandbox import ENGINE_NAMES, SandboxServer
     from worker.validation import did_you_mean
 
     if engine != "all" and engine not in ENGINE_NAMES:

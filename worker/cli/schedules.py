@@ -25,7 +25,7 @@ from worker.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from worker.schedules import Schedule
+    from worker.schedules.schedule import Schedule
 
 schedules_app = typer.Typer(
     help="Scheduled starts (STARTPROC_SCHEDULES): list, check, run one slot.",
@@ -39,13 +39,13 @@ FileOption = typer.Option(
 def _load(path: Path | None, with_targets: bool = False) -> tuple[Path, list[Schedule]]:
     """The schedules file; ``with_targets``: each schedule's target must be in the targets file
     (whose ``${VAR}``s need not be set here)."""
-    from worker.schedules import load_schedules
+    from worker.schedules.schedule import load_schedules
 
     cfg = current_settings()
     path = path or cfg.schedules
     names = None
     if with_targets:
-        from worker.config import Targets
+        from worker.targets import Targets
 
         names = Targets.load(cfg.targets, need=()).names()
     return path, load_schedules(path, names)
@@ -66,8 +66,8 @@ def _last_results(names: list[str]) -> dict[str, dict[str, Any]] | str:
 
     from worker import keys
     from worker.models import Result
-    from worker.schedules_state import ScheduleState
-    from worker.schedules_timing import iso_utc
+    from worker.schedules.state import ScheduleState
+    from worker.schedules.timing import iso_utc
 
     url = current_settings().effective_redis_url()
     if not url:
@@ -98,7 +98,7 @@ def _last_results(names: list[str]) -> dict[str, dict[str, Any]] | str:
 
 
 def _row(schedule: Schedule, now: datetime, count: int) -> dict[str, Any]:
-    from worker.schedules_timing import iso_utc
+    from worker.schedules.timing import iso_utc
 
     return {
         "name": schedule.name,
@@ -177,7 +177,7 @@ def schedules_check(path: Path | None = FileOption, as_json: bool = JsonOption) 
 
 
 def _slot(schedule: Schedule, at: str | None) -> datetime:
-    from worker.schedules_timing import iso_utc, resolve
+    from worker.schedules.timing import iso_utc, resolve
 
     if at is None:
         return schedule.latest_slot(datetime.now(UTC))
@@ -212,8 +212,8 @@ def schedules_run(
     result says ``duplicate`` when the slot had already started an instance.
     """
     from worker import producer
-    from worker.schedules import slot_key
-    from worker.schedules_timing import iso_utc
+    from worker.schedules.schedule import slot_key
+    from worker.schedules.timing import iso_utc
 
     _, schedules = _load(path, with_targets=True)
     schedule = _find(schedules, name)

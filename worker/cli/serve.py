@@ -82,7 +82,7 @@ def serve(
     # The whole targets file, checked now (its ${VAR}s need not be set here): POST /jobs
     # refuses a job naming a target the file does not declare.
     intake_of_app(app).targets()
-    from worker.redis_policy import check_settings
+    from worker.broker.redis_policy import check_settings
 
     check_settings(cfg)  # the intake is a producer: an evicting Redis is refused at start
     try:

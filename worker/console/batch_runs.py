@@ -33,9 +33,10 @@ from typing import Any
 import structlog
 
 from worker import batch
-from worker.batch_source import open_source
-from worker.config import Settings, Targets
+from worker.batch.source import open_source
+from worker.config import Settings
 from worker.errors import ConfigError
+from worker.targets import Targets
 
 log = structlog.get_logger("worker.console")
 
@@ -90,7 +91,7 @@ class Run:
 
 
 class _Phases:
-    """`worker.batch_progress.Progress` that only remembers the phase."""
+    """`worker.batch.progress.Progress` that only remembers the phase."""
 
     def __init__(self, run: Run) -> None:
         self.run = run

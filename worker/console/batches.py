@@ -12,9 +12,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from worker import batch
-from worker.batch_mapping import parse_map
-from worker.console.app import Operator, Refused, SignedIn, console_of
+from worker.batch.mapping import parse_map
 from worker.console.batch_runs import Upload, apply_fixes, start, validate
+from worker.console.context import Operator, Refused, SignedIn, console_of
 from worker.console.render import page
 from worker.errors import ConfigError
 

@@ -2,7 +2,7 @@
 
 Every action goes through a confirmation page that says what it will do,
 then a POST carrying the CSRF token, from an operator's session. The
-actions are `worker.settle`'s (as the CLI's): replay keeps the idempotency key (a job whose
+actions are `worker.delivery.settle`'s (as the CLI's): replay keeps the idempotency key (a job whose
 instance exists after all is answered ``duplicate``), resolve tells the
 ledger what a person found in the engine, delete only forgets the entry.
 The entry page shows no job variables: they are on the job's own page.
@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from worker import dlq
-from worker.console.app import Console, Operator, SignedIn, console_of
+from worker.console.context import Console, Operator, SignedIn, console_of
 from worker.console.render import page
+from worker.delivery import dlq
 from worker.errors import SettleError
 from worker.keys import idempotency_key
 
@@ -127,10 +127,11 @@ async def confirm(
 
 
 def _act(console: Console, job_id: str, action: str, instance_id: str, by: str) -> str:
-    """The CLI's settling (`worker.settle`): a replay looks the instance up first where
+    """The CLI's settling (`worker.delivery.settle`): a replay looks the instance up first where
     the engine can be searched, and refuses where an instance may exist and it cannot."""
-    from worker import producer, settle
-    from worker.ledger import Ledger
+    from worker import producer
+    from worker.delivery import settle
+    from worker.delivery.ledger import Ledger
     from worker.runtime import result_store
 
     client = console.client()

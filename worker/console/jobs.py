@@ -1,6 +1,6 @@
 """Finding a job (job id or its first characters, idempotency key, business key) and its page.
 
-The search reuses the results index (`worker.results.ResultStore`): an exact
+The search reuses the results index (`worker.delivery.results.ResultStore`): an exact
 job id is one read, a prefix and a key under any target SCAN it, as
 ``startproc status`` does. A business key is looked up as the keys our
 producers derive from it (``target:process:key``, ``batch:<id>:key``) end
@@ -22,9 +22,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from worker import dlq, keys
-from worker.console.app import Console, SignedIn, console_of
+from worker import keys
+from worker.console.context import Console, SignedIn, console_of
 from worker.console.render import page
+from worker.delivery import dlq
 from worker.models import Result
 
 router = APIRouter()

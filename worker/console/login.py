@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from worker.console.app import Refused, SignedIn, console_of
+from worker.console.context import Refused, SignedIn, console_of
 from worker.console.render import page
 from worker.console.session import Session, csrf_ok
 

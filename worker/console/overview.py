@@ -1,10 +1,10 @@
 """The overview: per target starts and errors, the backlog, dead letters by kind, live workers.
 
 Every number is read from Redis when the page is drawn, each in O(1) or one
-bounded pipeline: outcomes from the per-minute counters (`worker.outcomes`),
+bounded pipeline: outcomes from the per-minute counters (`worker.delivery.outcomes`),
 the backlog with LLEN plus one LINDEX for its oldest job (Redis broker only),
 dead letters with one bounded HSCAN, workers from their liveness beacons
-(`worker.beacons`).
+(`worker.delivery.beacons`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from worker import keys
-from worker.beacons import LiveWorker, live_workers
-from worker.console.app import Console, SignedIn, console_of
+from worker.console.context import Console, SignedIn, console_of
 from worker.console.render import page
-from worker.outcomes import Counts, read_windows
+from worker.delivery.beacons import LiveWorker, live_workers
+from worker.delivery.outcomes import Counts, read_windows
 
 router = APIRouter()
 

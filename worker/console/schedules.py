@@ -4,7 +4,7 @@ run now, pause and resume.
 "Run now" is ``startproc schedules run NAME``: the latest slot, with that
 slot's idempotency key and a fresh job id, so a slot that already started
 an instance is answered ``duplicate``. Pause and resume write the pause to
-the schedule's state in Redis (`worker.schedules_state`), which beat reads
+the schedule's state in Redis (`worker.schedules.state`), which beat reads
 before firing: a paused schedule fires nothing, and its slots count as
 decided, so resuming does not catch up the paused time.
 """
@@ -24,13 +24,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from worker import producer
-from worker.console.app import Console, Operator, SignedIn, console_of
+from worker.console.context import Console, Operator, SignedIn, console_of
 from worker.console.render import page
 from worker.errors import ConfigError
 from worker.models import Result
-from worker.schedules import Schedule, load_schedules, slot_key
-from worker.schedules_state import ScheduleState
-from worker.schedules_timing import iso_utc
+from worker.schedules.schedule import Schedule, load_schedules, slot_key
+from worker.schedules.state import ScheduleState
+from worker.schedules.timing import iso_utc
 
 router = APIRouter()
 

@@ -11,11 +11,11 @@ import threading
 
 import redis
 
-from worker.auth import credentials_for
-from worker.config import TargetBase, Targets
+from worker.engines.auth import credentials_for
 from worker.engines.base import Engine
+from worker.engines.http import make_session
 from worker.errors import ConfigError, InvalidJob
-from worker.http import make_session
+from worker.targets import TargetBase, Targets
 from worker.validation import did_you_mean
 
 ENGINES: dict[str, str] = {

@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from requests.exceptions import InvalidHeader
 from requests.utils import check_header_validity
 
-from worker.auth import Credentials
-from worker.config import TargetBase
+from worker.engines.auth import Credentials
+from worker.engines.http import CallState, call_deadline, parse_retry_after, transport_error
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
@@ -45,8 +45,8 @@ from worker.errors import (
     PermanentError,
     TransientError,
 )
-from worker.http import CallState, call_deadline, parse_retry_after, transport_error
 from worker.models import Job
+from worker.targets import TargetBase
 from worker.validation import describe
 
 KEY_VARIABLE = "_startproc_key"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from worker.config import Settings, Targets
+from worker.config import Settings
 from worker.errors import ConfigError
 from worker.intake import batches, jobs, ops
 from worker.intake.auth import BearerAuth, parse_entries
@@ -20,6 +20,7 @@ from worker.intake.docs import build_openapi
 from worker.intake.middleware import BodyLimit, ProblemGuard
 from worker.intake.params import reject_unknown_query
 from worker.intake.problems import install_handlers
+from worker.targets import Targets
 
 BATCH_PATH = "/batches"
 CONSOLE_PATH = "/ui"

@@ -30,8 +30,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse
 
 from worker import batch
-from worker.batch_source import Format
-from worker.config import load_targets
+from worker.batch.source import Format
 from worker.errors import ConfigError
 from worker.intake.context import intake_of
 from worker.intake.docs import problems
@@ -39,6 +38,7 @@ from worker.intake.jobs import PRINTABLE, read_json, unavailable
 from worker.intake.problems import FieldError, ProblemError
 from worker.intake.schemas import BatchAccepted, BatchStatusOut
 from worker.models import TARGET_NAME
+from worker.targets import load_targets
 
 router = APIRouter(tags=["batches"])
 

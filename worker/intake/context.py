@@ -17,9 +17,10 @@ from fastapi import Request
 from kombu.connection import Connection
 from prometheus_client import CollectorRegistry
 
-from worker.config import Settings, Targets, load_targets
+from worker.config import Settings
+from worker.delivery.results import ResultStore
 from worker.metrics import RedisCollector, broker_redis_url, registry_for_scrape
-from worker.results import ResultStore
+from worker.targets import Targets, load_targets
 
 Publisher = Callable[[list[dict[str, Any]]], list[str]]
 PROBE_TIMEOUT = 2.0

@@ -18,7 +18,6 @@ from redis import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from worker.config import Targets
 from worker.errors import ConfigError, InvalidJob, StartprocError
 from worker.intake.context import Intake, intake_of
 from worker.intake.docs import problems
@@ -32,6 +31,7 @@ from worker.intake.schemas import (
 )
 from worker.models import TARGET_NAME, Result
 from worker.producer import prepare
+from worker.targets import Targets
 
 router = APIRouter(tags=["jobs"])
 
