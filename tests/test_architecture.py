@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,18 @@ def test_typer_only_in_the_cli() -> None:
         if "typer" in {n.split(".")[0] for n in imports_of(path)}
     }
     assert all(u.startswith("cli/") for u in users), users
+
+
+@pytest.mark.parametrize(
+    "module", ["worker.service", "worker.engines.camunda8", "worker.tracing", "worker.metrics"]
+)
+def test_the_decision_path_loads_no_celery_even_transitively(module: str) -> None:
+    """Celery's signal glue lives in celery_app.py and tasks.py, never below the service."""
+    code = (
+        f"import sys, {module}\n"
+        "print(sorted(m for m in sys.modules if m == 'celery' or m.startswith('celery.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any
 
 import structlog
@@ -37,6 +38,7 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from worker import metrics, tracing
 from worker.config import Settings, settings
 from worker.connections import is_amqp
 from worker.errors import ConfigError
@@ -158,10 +160,28 @@ def job_summary(job: Any) -> str:
     return f"{{'job': {{'target': {target!r}, 'process': {process!r}, 'variables': {count}}}}}"
 
 
+PUBLISHED_AT = "startproc_published_at"
+"""Message header: when the message was published (epoch seconds), for the backlog's age."""
+
+
+def message_headers(inherited: Any = None) -> dict[str, Any]:
+    """The headers every start job is sent with: publish time and the current trace context.
+
+    A Celery retry passes the delivered message's headers along; their publish
+    time and trace context are replaced, so a retry waiting in the queue is
+    aged from its own publish and traced as a child of the attempt that sent it.
+    """
+    headers = dict(inherited) if isinstance(inherited, dict) else {}
+    headers[PUBLISHED_AT] = time.time()
+    tracing.stamp(headers)
+    return headers
+
+
 class StartprocCelery(Celery):
     """Celery, with countdowns rounded up to whole seconds where RabbitMQ delays them.
 
-    It also sends a start job's `job_summary` as Celery's ``kwargsrepr``.
+    It also sends a start job's `job_summary` as Celery's ``kwargsrepr``, and
+    its `message_headers` (publish time, W3C trace context).
 
     Native delayed delivery truncates a countdown to whole seconds and refuses
     one under a second: ``calculate_routing_key`` raises, and ``Task.retry`` turns
@@ -181,8 +201,10 @@ class StartprocCelery(Celery):
     ) -> Any:
         if countdown is not None and countdown > 0 and self._native_delays():
             countdown = math.ceil(countdown)
-        if name == TASK_NAME and isinstance(kwargs, dict) and "kwargsrepr" not in options:
-            options["kwargsrepr"] = job_summary(kwargs.get("job"))
+        if name == TASK_NAME:
+            if isinstance(kwargs, dict) and "kwargsrepr" not in options:
+                options["kwargsrepr"] = job_summary(kwargs.get("job"))
+            options["headers"] = message_headers(options.get("headers"))
         return super().send_task(name, args, kwargs, countdown, *rest, **options)
 
     def _native_delays(self) -> bool:
@@ -310,8 +332,31 @@ def _fail_fast(**_: Any) -> None:
 
         runtime()
         declare_broker_entities(cfg)
+        tracing.configure("startproc-worker")  # before a prefork pool forks: children inherit it
     except ConfigError as exc:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None
 
 
-import worker.metrics  # noqa: E402, F401  (connects the worker-side exporter's worker_init hook)
+@signals.beat_init.connect
+def _beat_tracing(**_: Any) -> None:
+    """Beat's sends (the schedules' slots) start traces of their own when exporting is on."""
+    try:
+        tracing.configure("startproc-beat")
+    except ConfigError as exc:
+        raise SystemExit(f"startproc: configuration error:\n{exc}") from None
+
+
+@signals.worker_process_shutdown.connect
+def _flush_child_spans(**_: Any) -> None:
+    """A prefork child leaves through ``os._exit``: export its last spans first."""
+    tracing.flush()
+
+
+@signals.worker_shutdown.connect
+def _flush_spans(**_: Any) -> None:
+    tracing.shutdown()
+
+
+# The worker-side exporter (STARTPROC_METRICS_PORT) and its prefork bookkeeping.
+signals.worker_init.connect(metrics._exporter_on_worker_init, weak=False)
+signals.worker_process_shutdown.connect(metrics._forget_dead_child, weak=False)

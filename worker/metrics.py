@@ -12,7 +12,8 @@ Two kinds of numbers, collected two ways:
 
 Served by the intake at ``GET /metrics`` and by the worker-side exporter,
 which a ``worker_init`` hook starts on ``STARTPROC_METRICS_PORT`` when it is
-set (``worker.celery_app`` imports this module so the hook is connected).
+set (``worker.celery_app`` connects the hooks: this module imports no Celery,
+so the service, which counts here, stays Celery-free).
 
 Pools: with the default ``threads`` pool every task runs in the worker's main
 process, so its counters are process-wide and the exporter sees them all.
@@ -46,7 +47,6 @@ from wsgiref.simple_server import WSGIServer
 
 import redis
 import structlog
-from celery import signals
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -429,8 +429,3 @@ def _forget_dead_child(pid: int | None = None, **_: Any) -> None:
 
         mark_dead: Any = multiprocess.mark_process_dead
         mark_dead(pid or os.getpid(), path)
-
-
-# Connected at import: `worker.celery_app` imports this module so every worker has the hooks.
-signals.worker_init.connect(_exporter_on_worker_init, weak=False)
-signals.worker_process_shutdown.connect(_forget_dead_child, weak=False)
