@@ -24,6 +24,7 @@ Why each setting:
 from __future__ import annotations
 
 import math
+import socket
 import sys
 import time
 from typing import Any
@@ -39,6 +40,7 @@ from kombu.transport.native_delayed_delivery import (
 )
 
 from worker import metrics, tracing
+from worker.backlog import PUBLISHED_AT
 from worker.config import Settings, settings
 from worker.connections import is_amqp
 from worker.errors import ConfigError
@@ -158,10 +160,6 @@ def job_summary(job: Any) -> str:
     count = len(variables) if isinstance(variables, dict) else 0
     target, process = str(job.get("target"))[:100], str(job.get("process"))[:200]
     return f"{{'job': {{'target': {target!r}, 'process': {process!r}, 'variables': {count}}}}}"
-
-
-PUBLISHED_AT = "startproc_published_at"
-"""Message header: when the message was published (epoch seconds), for the backlog's age."""
 
 
 def message_headers(inherited: Any = None) -> dict[str, Any]:
@@ -355,6 +353,25 @@ def _flush_child_spans(**_: Any) -> None:
 @signals.worker_shutdown.connect
 def _flush_spans(**_: Any) -> None:
     tracing.shutdown()
+
+
+_heartbeat: list[Any] = []
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """The worker's heartbeat in Redis (`worker.heartbeat`), for the "no worker" alert."""
+    from worker.connections import shared_redis
+    from worker.heartbeat import Heartbeat
+
+    node = str(getattr(sender, "hostname", None) or socket.gethostname())
+    _heartbeat.append(Heartbeat(shared_redis(cfg.require_redis()), node).start())
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    while _heartbeat:
+        _heartbeat.pop().stop()
 
 
 # The worker-side exporter (STARTPROC_METRICS_PORT) and its prefork bookkeeping.

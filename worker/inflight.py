@@ -9,6 +9,10 @@ registered with a deadline when a worker takes it and removed when its
 result is recorded; the sweeper re-enqueues jobs past their deadline. That
 is always safe: the ledger and the results index make a second copy of a
 job a no-op.
+
+Apart from that registry, `taken` notes when a worker first took a job (kept
+across retries and re-drives until the job is decided): the in-flight count
+and the age of the oldest job in flight that the metrics show.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from worker.keys import INFLIGHT, INFLIGHT_DEADLINES
+from worker.keys import INFLIGHT, INFLIGHT_DEADLINES, INFLIGHT_RUNNING
 from worker.redis_batch import Batch
 
 
@@ -41,11 +45,16 @@ class InFlight:
         """Register a job without a deadline: known (``startproc status``), never re-driven."""
         pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
 
+    def taken(self, job_id: str, pipe: Pipeline, now: float | None = None) -> None:
+        """A worker took the job: note when, unless an earlier delivery already did."""
+        pipe.zadd(INFLIGHT_RUNNING, {job_id: time.time() if now is None else now}, nx=True)
+
     def done(self, job_id: str, batch: Batch | None = None) -> None:
-        """Forget a decided job; into ``batch`` when given (both steps are idempotent)."""
+        """Forget a decided job; into ``batch`` when given (every step is idempotent)."""
         own = Batch(self.client) if batch is None else batch
         own.command(lambda pipe: pipe.hdel(INFLIGHT, job_id))
         own.command(lambda pipe: pipe.zrem(INFLIGHT_DEADLINES, job_id))
+        own.command(lambda pipe: pipe.zrem(INFLIGHT_RUNNING, job_id))
         if batch is None:
             own.execute()
 
@@ -62,3 +71,11 @@ class InFlight:
 
     def size(self) -> int:
         return int(self.client.zcard(INFLIGHT_DEADLINES))
+
+    def running(self) -> tuple[int, float | None]:
+        """(jobs taken and not decided, when the oldest of them was first taken): 2 commands."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(INFLIGHT_RUNNING)
+        pipe.zrange(INFLIGHT_RUNNING, 0, 0, withscores=True)
+        count, oldest = pipe.execute()
+        return int(count), (float(oldest[0][1]) if oldest else None)

@@ -60,7 +60,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from worker import keys
+from worker import backlog, keys
+from worker.dlq import DeadLetters
 from worker.models import Result
 
 __all__ = [
@@ -180,11 +181,11 @@ def _text(value: Any) -> str:
 
 
 class RedisCollector(Collector):
-    """Backlog gauges computed from Redis at each scrape.
+    """Backlog gauges computed from Redis (and the broker) at each scrape.
 
     A Redis that is down yields ``startproc_redis_up 0`` and no backlog
     gauges, never a failed scrape: the metrics endpoint is how an operator
-    finds out Redis is down.
+    finds out Redis is down. The work per scrape is bounded (`worker.backlog`).
     """
 
     def __init__(
@@ -192,10 +193,13 @@ class RedisCollector(Collector):
         client: Callable[[], redis.Redis],
         jobs_queue: str,
         broker: Callable[[], redis.Redis | None] | None = None,
+        amqp_url: str | None = None,
     ) -> None:
         self._client = client
         self._broker = broker
+        self._amqp_url = amqp_url
         self.jobs_queue = jobs_queue
+        self._first_seen = backlog.FirstSeen()
 
     def describe(self) -> Iterable[Any]:
         """Nothing up front: the registry must not call Redis when the collector is added."""
@@ -213,6 +217,7 @@ class RedisCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from gauges
+        yield from self._queue_gauges()
 
     def _gauges(self) -> Iterator[GaugeMetricFamily]:
         client = self._client()
@@ -227,19 +232,22 @@ class RedisCollector(Collector):
             f"Idempotency ledger entries (exact up to {EXACT_LEDGER_LIMIT} keys, then sampled).",
             _ledger_size(client),
         )
-        broker = self._broker() if self._broker else None
-        if broker is not None:
-            pipe = broker.pipeline(transaction=False)
-            for name in _queue_lists(self.jobs_queue):
-                pipe.llen(name)
-            depth = sum(int(n) for n in pipe.execute())
-            yield _gauge(
-                "startproc_jobs_queue_depth",
-                "Start jobs waiting in the broker's jobs queue (Redis broker only).",
-                depth,
-                ["queue"],
-                [self.jobs_queue],
+        yield from backlog.registry_gauges(client, DeadLetters(client))
+
+    def _queue_gauges(self) -> Iterator[GaugeMetricFamily]:
+        """Depth (both brokers) and oldest age (Redis) of the jobs queue; a broker that does
+        not answer leaves them out, logged, and the other gauges stand."""
+        try:
+            broker = self._broker() if self._broker else None
+            yield from backlog.queue_gauges(
+                self.jobs_queue,
+                _queue_lists(self.jobs_queue),
+                self._first_seen,
+                broker,
+                self._amqp_url,
             )
+        except Exception as exc:
+            log.warning("metrics.broker_unavailable", error=str(exc))
 
 
 def _gauge(
@@ -256,13 +264,20 @@ def _gauge(
 
 def broker_redis_url(broker_url: str | None) -> str | None:
     """The broker's URL when it is a Redis one (queue depth is read with LLEN)."""
-    if broker_url and broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if broker_url and broker_url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+        return broker_url
+    return None
+
+
+def broker_amqp_url(broker_url: str | None) -> str | None:
+    """The broker's URL when it is RabbitMQ (queue depth by a passive declare)."""
+    if broker_url and broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         return broker_url
     return None
 
 
 def redis_collector_from_settings() -> RedisCollector:
-    """A collector wired to the configured Redis and (when it is Redis) broker, lazily."""
+    """A collector wired to the configured Redis and broker, lazily."""
     from worker.config import settings
     from worker.connections import shared_redis
 
@@ -272,6 +287,7 @@ def redis_collector_from_settings() -> RedisCollector:
         lambda: shared_redis(cfg.require_redis()),
         cfg.jobs_queue,
         (lambda: shared_redis(broker)) if broker else None,
+        amqp_url=broker_amqp_url(cfg.broker_url),
     )
 
 

@@ -156,9 +156,9 @@ class StartService:
         pipe.expire(key, DELIVERY_COUNT_TTL)
         pipe.get(retried_key(delivery.job_id))
         if isinstance(raw_job, dict):
-            self.inflight.track(
-                delivery.job_id, raw_job, time.time() + self.decide_within, pipe=pipe
-            )
+            now = time.time()
+            self.inflight.track(delivery.job_id, raw_job, now + self.decide_within, pipe=pipe)
+            self.inflight.taken(delivery.job_id, pipe, now)
         raw_result, count, _, retried, *_ = pipe.execute()
         existing = Result.model_validate_json(raw_result) if raw_result else None
         # Celery's own count still covers retries the service never saw (internal errors).

@@ -18,7 +18,12 @@ from kombu.connection import Connection
 from prometheus_client import CollectorRegistry
 
 from worker.config import Settings, Targets, load_targets
-from worker.metrics import RedisCollector, broker_redis_url, registry_for_scrape
+from worker.metrics import (
+    RedisCollector,
+    broker_amqp_url,
+    broker_redis_url,
+    registry_for_scrape,
+)
 from worker.results import ResultStore
 
 Publisher = Callable[[list[dict[str, Any]]], list[str]]
@@ -100,6 +105,7 @@ class Intake:
             lambda: self.probe(cfg.require_redis()),
             cfg.jobs_queue,
             (lambda: self.probe(broker)) if broker else None,
+            amqp_url=broker_amqp_url(cfg.broker_url),
         )
         return registry_for_scrape([collector])
 
