@@ -68,7 +68,8 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 PRODUCE_SPAN = """
 from worker import tracing
-print(tracing.configure("from-the-test"))
+from worker.config import settings
+print(tracing.configure("from-the-test", settings().traces_file))
 with tracing.tracer().start_as_current_span("work"):
     print(tracing.context_headers().get("traceparent", ""))
 """
@@ -227,7 +228,8 @@ from worker import tracing
 from worker.logs import configure
 configure("INFO", "json")
 log = structlog.get_logger("test")
-tracing.configure("logs")
+from worker.config import settings
+tracing.configure("logs", settings().traces_file)
 with tracing.tracer().start_as_current_span("job"):
     print(tracing.context_headers()["traceparent"], flush=True)
     log.info("inside")

@@ -24,7 +24,6 @@ Why each setting:
 from __future__ import annotations
 
 import math
-import socket
 import sys
 import time
 from typing import Any
@@ -42,7 +41,7 @@ from kombu.transport.native_delayed_delivery import (
 from worker import metrics, tracing
 from worker.backlog import PUBLISHED_AT
 from worker.config import Settings, settings
-from worker.connections import is_amqp
+from worker.connections import broker_url_and_options, is_amqp, refuse_redis_cluster
 from worker.errors import ConfigError
 from worker.kombu_redis import transport_for
 
@@ -103,8 +102,12 @@ def reliability_conf(cfg: Settings, queue: str) -> dict[str, object]:
             "unacked_restore_throttle": 1,
         }
     )
+    broker_url = cfg.broker_url
+    if broker_url and not amqp:  # Sentinel: kombu's form of the URL and the master's name
+        broker_url, options = broker_url_and_options(broker_url)
+        transport.update(options)
     conf: dict[str, object] = {
-        "broker_url": cfg.broker_url,
+        "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport,
         "broker_pool_limit": max(10, cfg.worker_concurrency),
@@ -329,8 +332,10 @@ def _fail_fast(**_: Any) -> None:
         from worker.runtime import runtime
 
         runtime()
+        refuse_redis_cluster(cfg)
         declare_broker_entities(cfg)
-        tracing.configure("startproc-worker")  # before a prefork pool forks: children inherit it
+        # before a prefork pool forks: its children inherit the exporters
+        tracing.configure("startproc-worker", cfg.traces_file)
     except ConfigError as exc:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None
 
@@ -339,39 +344,9 @@ def _fail_fast(**_: Any) -> None:
 def _beat_tracing(**_: Any) -> None:
     """Beat's sends (the schedules' slots) start traces of their own when exporting is on."""
     try:
-        tracing.configure("startproc-beat")
+        tracing.configure("startproc-beat", cfg.traces_file)
     except ConfigError as exc:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None
-
-
-@signals.worker_process_shutdown.connect
-def _flush_child_spans(**_: Any) -> None:
-    """A prefork child leaves through ``os._exit``: export its last spans first."""
-    tracing.flush()
-
-
-@signals.worker_shutdown.connect
-def _flush_spans(**_: Any) -> None:
-    tracing.shutdown()
-
-
-_heartbeat: list[Any] = []
-
-
-@signals.worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    """The worker's heartbeat in Redis (`worker.heartbeat`), for the "no worker" alert."""
-    from worker.connections import shared_redis
-    from worker.heartbeat import Heartbeat
-
-    node = str(getattr(sender, "hostname", None) or socket.gethostname())
-    _heartbeat.append(Heartbeat(shared_redis(cfg.require_redis()), node).start())
-
-
-@signals.worker_shutdown.connect
-def _stop_heartbeat(**_: Any) -> None:
-    while _heartbeat:
-        _heartbeat.pop().stop()
 
 
 # The worker-side exporter (STARTPROC_METRICS_PORT) and its prefork bookkeeping.

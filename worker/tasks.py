@@ -7,6 +7,7 @@ re-queueing with a countdown.
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime
 from typing import Any
 
@@ -138,3 +139,34 @@ class Consumer(celery.worker.consumer.Consumer):
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         super().on_decode_error(message, exc)
         _reject_message(message, f"message body could not be decoded ({type(exc).__name__})")
+
+
+@signals.worker_process_shutdown.connect
+def _flush_child_spans(**_: Any) -> None:
+    """A prefork child leaves through ``os._exit``: export its last spans first."""
+    tracing.flush()
+
+
+@signals.worker_shutdown.connect
+def _flush_spans(**_: Any) -> None:
+    tracing.shutdown()
+
+
+_heartbeat: list[Any] = []
+"""The running worker's `worker.heartbeat.Heartbeat` (none before ``worker_ready``)."""
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """The worker's heartbeat in Redis (`worker.heartbeat`), for the "no worker" alert."""
+    from worker.connections import shared_redis
+    from worker.heartbeat import Heartbeat
+
+    node = str(getattr(sender, "hostname", None) or socket.gethostname())
+    _heartbeat.append(Heartbeat(shared_redis(cfg.require_redis()), node).start())
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    while _heartbeat:
+        _heartbeat.pop().stop()

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 CONTEXT_HEADERS = (TRACEPARENT, TRACESTATE)
-TRACES_FILE_ENV = "STARTPROC_TRACES_FILE"
 OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 INSTRUMENTATION = "process-start-worker"
 
@@ -72,19 +71,20 @@ def exporters_from_env(env: Mapping[str, str] | None = None) -> list[str]:
     return ["otlp"] if any(env.get(name) for name in OTLP_ENDPOINT_ENVS) else []
 
 
-def configure(service_name: str, env: Mapping[str, str] | None = None) -> bool:
+def configure(
+    service_name: str, traces_file: Path | None = None, env: Mapping[str, str] | None = None
+) -> bool:
     """Install the SDK's tracer provider when the environment asks for export; True if so.
 
     Exporters: ``otlp`` (OTLP over HTTP/protobuf, the ``OTEL_EXPORTER_OTLP_*``
     variables), ``console``, any other installed one by its entry point name,
-    and a JSON-lines file when ``STARTPROC_TRACES_FILE`` is set. Sampling,
+    and a JSON-lines file at ``traces_file`` (``STARTPROC_TRACES_FILE``). Sampling,
     batching and the resource follow the SDK's own ``OTEL_*`` variables;
     ``service_name`` applies unless ``OTEL_SERVICE_NAME`` names one. Idempotent.
     """
     global _provider, _tracer
     env = os.environ if env is None else env
     names = exporters_from_env(env)
-    traces_file = env.get(TRACES_FILE_ENV)
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         traces_file = None
     if not names and not traces_file:
@@ -104,7 +104,7 @@ def configure(service_name: str, env: Mapping[str, str] | None = None) -> bool:
         if traces_file:
             from worker.tracing_file import FileSpanExporter
 
-            exporters.append(FileSpanExporter(Path(traces_file)))
+            exporters.append(FileSpanExporter(traces_file))
         for exporter in exporters:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         _provider, _tracer = provider, provider.get_tracer(INSTRUMENTATION)

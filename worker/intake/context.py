@@ -18,6 +18,7 @@ from kombu.connection import Connection
 from prometheus_client import CollectorRegistry
 
 from worker.config import Settings, Targets, load_targets
+from worker.connections import redis_client
 from worker.metrics import (
     RedisCollector,
     broker_amqp_url,
@@ -32,12 +33,7 @@ PROBE_TIMEOUT = 2.0
 
 def probe_client(url: str) -> redis.Redis:
     """A Redis client that fails fast: health checks and scrapes must not hang on an outage."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=PROBE_TIMEOUT,
-        socket_timeout=PROBE_TIMEOUT * 2,
-    )
+    return redis_client(url, probe=True)
 
 
 @dataclass
