@@ -173,7 +173,16 @@ CELERY = ("celery", "worker.celery_app", "worker.tasks")  # kombu, the transport
 WORKER_SIDE = ("worker.runtime", "worker.service", "worker.engines", "worker.delivery.ledger")
 
 
-@pytest.mark.parametrize("module", ["worker.service", "worker.delivery.ledger", "worker.metrics"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "worker.service",
+        "worker.delivery.ledger",
+        "worker.metrics",
+        "worker.engines.camunda8",
+        "worker.tracing.context",
+    ],
+)
 def test_the_service_and_what_it_uses_load_no_celery(module: str) -> None:
     assert within(loaded_by(module), ("celery", "worker.celery_app", "worker.tasks")) == []
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any
 
 import structlog
@@ -37,10 +38,12 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
-from worker.broker.connections import is_amqp
+from worker.broker.connections import broker_url_and_options, is_amqp, refuse_redis_cluster
 from worker.broker.kombu_redis import transport_for
 from worker.config import Settings, settings
+from worker.delivery.backlog import PUBLISHED_AT
 from worker.errors import ConfigError
+from worker.tracing import context as tracing
 
 TASK_NAME = "startproc.start_process"
 SWEEP_TASK_NAME = "startproc.sweep"
@@ -99,8 +102,12 @@ def reliability_conf(cfg: Settings, queue: str) -> dict[str, object]:
             "unacked_restore_throttle": 1,
         }
     )
+    broker_url = cfg.broker_url
+    if broker_url and not amqp:  # Sentinel: kombu's form of the URL and the master's name
+        broker_url, options = broker_url_and_options(broker_url)
+        transport.update(options)
     conf: dict[str, object] = {
-        "broker_url": cfg.broker_url,
+        "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport,
         "broker_pool_limit": max(10, cfg.worker_concurrency),
@@ -162,10 +169,24 @@ def job_summary(job: Any) -> str:
     return f"{{'job': {{'target': {target!r}, 'process': {process!r}, 'variables': {count}}}}}"
 
 
+def message_headers(inherited: Any = None) -> dict[str, Any]:
+    """The headers every start job is sent with: publish time and the current trace context.
+
+    A Celery retry passes the delivered message's headers along; their publish
+    time and trace context are replaced, so a retry waiting in the queue is
+    aged from its own publish and traced as a child of the attempt that sent it.
+    """
+    headers = dict(inherited) if isinstance(inherited, dict) else {}
+    headers[PUBLISHED_AT] = time.time()
+    tracing.stamp(headers)
+    return headers
+
+
 class StartprocCelery(Celery):
     """Celery, with countdowns rounded up to whole seconds where RabbitMQ delays them.
 
-    It also sends a start job's `job_summary` as Celery's ``kwargsrepr``.
+    It also sends a start job's `job_summary` as Celery's ``kwargsrepr``, and
+    its `message_headers` (publish time, W3C trace context).
 
     Native delayed delivery truncates a countdown to whole seconds and refuses
     one under a second: ``calculate_routing_key`` raises, and ``Task.retry`` turns
@@ -185,8 +206,10 @@ class StartprocCelery(Celery):
     ) -> Any:
         if countdown is not None and countdown > 0 and self._native_delays():
             countdown = math.ceil(countdown)
-        if name == TASK_NAME and isinstance(kwargs, dict) and "kwargsrepr" not in options:
-            options["kwargsrepr"] = job_summary(kwargs.get("job"))
+        if name == TASK_NAME:
+            if isinstance(kwargs, dict) and "kwargsrepr" not in options:
+                options["kwargsrepr"] = job_summary(kwargs.get("job"))
+            options["headers"] = message_headers(options.get("headers"))
         return super().send_task(name, args, kwargs, countdown, *rest, **options)
 
     def _native_delays(self) -> bool:
@@ -316,7 +339,10 @@ def _fail_fast(**_: Any) -> None:
         from worker.broker.redis_policy import check_settings
 
         check_settings(cfg)  # an evicting Redis loses ledger entries: refused at start
+        refuse_redis_cluster(cfg)
         declare_broker_entities(cfg)
+        # before a prefork pool forks: its children inherit the exporters
+        tracing.configure("startproc-worker", cfg.traces_file)
     except ConfigError as exc:
         raise SystemExit(f"startproc: configuration error:\n{exc}") from None
 
@@ -343,6 +369,15 @@ def _start_beacon(sender: Any = None, **_: Any) -> None:
 def _stop_beacon(**_: Any) -> None:
     while _beacons:
         _beacons.pop().stop()
+
+
+@signals.beat_init.connect
+def _beat_tracing(**_: Any) -> None:
+    """Beat's sends (the schedules' slots) start traces of their own when exporting is on."""
+    try:
+        tracing.configure("startproc-beat", cfg.traces_file)
+    except ConfigError as exc:
+        raise SystemExit(f"startproc: configuration error:\n{exc}") from None
 
 
 from worker import exporter  # noqa: E402  (no Celery in it: its hooks are connected here)

@@ -42,6 +42,8 @@ __all__ = ["AUTH_MODELS", "Auth", "BasicAuth", "BearerAuth", "NoAuth", "OAuth2Au
 QUEUE_TYPES = ("quorum", "classic")
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+REDIS_BROKERS = ("redis://", "rediss://", "unix://", "sentinel://")
+"""A broker URL of one of these is a Redis the ledger can share."""
 
 
 class Settings(BaseSettings):
@@ -109,6 +111,13 @@ class Settings(BaseSettings):
     ui_data_dir: Path | None = None
     # Worker-side Prometheus exporter port (`celery -A worker worker`); unset = no exporter.
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    # Redis Sentinel (sentinel:// URLs): the monitored master's name, and the sentinels' own
+    # password when they have one (the master's password goes in the URL).
+    sentinel_master: str | None = None
+    sentinel_password: SecretStr | None = None
+    # JSON-lines file every process appends its spans to (debugging, tests); tracing otherwise
+    # follows the standard OTEL_* variables (README "Tracing").
+    traces_file: Path | None = None
 
     @model_validator(mode="after")
     def _visibility_outlasts_tasks(self) -> Settings:
@@ -118,6 +127,20 @@ class Settings(BaseSettings):
                 f"visibility_timeout ({self.visibility_timeout}s) must be longer than "
                 f"task_time_limit ({self.task_time_limit}s)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _sentinel_named(self) -> Settings:
+        """A sentinel:// URL finds its master by name: without one, nothing could connect."""
+        for url in (self.broker_url, self.redis_url):
+            if url and url.lower().startswith("sentinel://"):
+                from worker.broker.sentinel import SentinelURL, require_master
+
+                try:
+                    SentinelURL.parse(url)
+                    require_master(self.sentinel_master)
+                except ConfigError as exc:
+                    raise ValueError(str(exc)) from None
         return self
 
     @field_validator("broker_url", "redis_url", mode="before")
@@ -158,7 +181,7 @@ class Settings(BaseSettings):
         """The ledger/results Redis: explicit, else the broker when it is Redis."""
         if self.redis_url:
             return self.redis_url
-        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        if self.broker_url and self.broker_url.startswith(REDIS_BROKERS):
             return self.broker_url
         return None
 

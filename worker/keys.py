@@ -75,10 +75,15 @@ def result_waiters(job_id: str) -> str:
 RESULTS_LOG = f"{PREFIX}:results-log"
 OUTBOX = f"{PREFIX}:outbox"
 DLQ = f"{PREFIX}:dlq"
+DLQ_ORDER = f"{DLQ}:order"
+DLQ_KINDS = f"{DLQ}:kinds"
+"""Dead-letter entries per kind, kept by the scripts that add and remove entries."""
 INFLIGHT = f"{PREFIX}:inflight"
 INFLIGHT_DEADLINES = f"{PREFIX}:inflight:deadlines"
 INFLIGHT_HOLDERS = f"{PREFIX}:inflight:holders"
 """Job id -> the worker process running it now (`worker.delivery.liveness`)."""
+INFLIGHT_RUNNING = f"{PREFIX}:inflight:running"
+"""Jobs a worker took and has not decided, scored by when a worker first took them."""
 
 
 def alive_key(holder: str) -> str:

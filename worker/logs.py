@@ -1,7 +1,9 @@
 """structlog, configured once, also formatting Celery's and the stdlib's records.
 
 One JSON object per line; ``job_id``, ``target`` and ``attempt`` are bound as
-context by the task, so every line a job causes can be found by its id.
+context by the task, so every line a job causes can be found by its id, and
+``trace_id``/``span_id`` are added inside a traced job (`worker.tracing.context`), so
+a line leads to its trace and back.
 Secrets never reach here: they live in `SecretStr` and auth providers only.
 """
 
@@ -11,6 +13,8 @@ import logging
 import sys
 
 import structlog
+
+from worker.tracing.context import add_trace_ids
 
 _configured = False
 
@@ -23,6 +27,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     _configured = True
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -41,7 +41,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from worker import keys
+from worker.delivery import backlog
 from worker.delivery.adaptive_rate import rate_gauge
+from worker.delivery.dlq import DeadLetters
 from worker.models import Result
 
 __all__ = [
@@ -172,11 +174,11 @@ def _text(value: Any) -> str:
 
 
 class RedisCollector(Collector):
-    """Backlog gauges computed from Redis at each scrape.
+    """Backlog gauges computed from Redis (and the broker) at each scrape.
 
     A Redis that is down yields ``startproc_redis_up 0`` and no backlog
     gauges, never a failed scrape: the metrics endpoint is how an operator
-    finds out Redis is down.
+    finds out Redis is down. The work per scrape is bounded (`worker.delivery.backlog`).
     """
 
     def __init__(
@@ -185,11 +187,14 @@ class RedisCollector(Collector):
         jobs_queue: str,
         broker: Callable[[], redis.Redis | None] | None = None,
         results_queue: str = "startproc.results",
+        amqp_url: str | None = None,
     ) -> None:
         self._client = client
         self._broker = broker
+        self._amqp_url = amqp_url
         self.jobs_queue = jobs_queue
         self.results_queue = results_queue
+        self._first_seen = backlog.FirstSeen()
 
     def describe(self) -> Iterable[Any]:
         """Nothing up front: the registry must not call Redis when the collector is added."""
@@ -207,6 +212,7 @@ class RedisCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from gauges
+        yield from self._queue_gauges()
 
     def _gauges(self) -> Iterator[GaugeMetricFamily]:
         client = self._client()
@@ -222,24 +228,33 @@ class RedisCollector(Collector):
             _ledger_size(client),
         )
         yield rate_gauge(client)
-        broker = self._broker() if self._broker else None
-        if broker is not None:
-            depth, results = queue_depths(broker, self.jobs_queue, self.results_queue)
-            yield _gauge(
-                "startproc_jobs_queue_depth",
-                "Start jobs waiting in the broker's jobs queue (Redis broker only).",
-                depth,
-                ["queue"],
-                [self.jobs_queue],
+        yield from backlog.registry_gauges(client, DeadLetters(client))
+
+    def _queue_gauges(self) -> Iterator[GaugeMetricFamily]:
+        """Depth (both brokers) and oldest age (Redis) of the jobs queue, depth of the results
+        queue (Redis); a broker that does not answer leaves them out, logged, and the other
+        gauges stand."""
+        try:
+            broker = self._broker() if self._broker else None
+            yield from backlog.queue_gauges(
+                self.jobs_queue,
+                _queue_lists(self.jobs_queue),
+                self._first_seen,
+                broker,
+                self._amqp_url,
             )
-            yield _gauge(
-                "startproc_results_queue_depth",
-                "Results nobody has consumed yet on the results queue (Redis broker only); "
-                "it has no cap and no TTL, so a queue nobody reads fills Redis.",
-                results,
-                ["queue"],
-                [self.results_queue],
-            )
+            if broker is not None:
+                [results] = queue_depths(broker, self.results_queue)
+                yield _gauge(
+                    "startproc_results_queue_depth",
+                    "Results nobody has consumed yet on the results queue (Redis broker only); "
+                    "it has no cap and no TTL, so a queue nobody reads fills Redis.",
+                    results,
+                    ["queue"],
+                    [self.results_queue],
+                )
+        except Exception as exc:
+            log.warning("metrics.broker_unavailable", error=str(exc))
 
 
 def _gauge(
@@ -256,13 +271,20 @@ def _gauge(
 
 def broker_redis_url(broker_url: str | None) -> str | None:
     """The broker's URL when it is a Redis one (queue depth is read with LLEN)."""
-    if broker_url and broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if broker_url and broker_url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+        return broker_url
+    return None
+
+
+def broker_amqp_url(broker_url: str | None) -> str | None:
+    """The broker's URL when it is RabbitMQ (queue depth by a passive declare)."""
+    if broker_url and broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         return broker_url
     return None
 
 
 def redis_collector_from_settings() -> RedisCollector:
-    """A collector wired to the configured Redis and (when it is Redis) broker, lazily."""
+    """A collector wired to the configured Redis and broker, lazily."""
     from worker.broker.connections import shared_redis
     from worker.config import settings
 
@@ -273,6 +295,7 @@ def redis_collector_from_settings() -> RedisCollector:
         cfg.jobs_queue,
         (lambda: shared_redis(broker)) if broker else None,
         cfg.results_queue,
+        amqp_url=broker_amqp_url(cfg.broker_url),
     )
 
 

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 from kombu.pools import producers
 
-from worker.broker.connections import shared_broker_connection, shared_redis
+from worker.broker.connections import is_amqp, shared_broker_connection, shared_redis
 from worker.broker.redis_policy import check_settings
 from worker.config import settings
 from worker.delivery.inflight import InFlight
 from worker.models import Job, Result, iso_ms, utcnow
+from worker.tracing import context as tracing
 
 if TYPE_CHECKING:
     from worker.delivery.results import ResultStore
@@ -67,6 +68,8 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
     declare it for this broker: on RabbitMQ a quorum queue and its topic
     exchange, unless ``STARTPROC_RABBITMQ_QUEUE_TYPE=classic``. A queue of
     another type already on the server raises `ConfigError` saying what to do.
+    The send is one span (`tracing.producer_span`, under the caller's current
+    span if any); each message carries its context.
     """
     from worker.celery_app import (
         TASK_NAME,
@@ -84,7 +87,11 @@ def publish(prepared: Iterable[dict[str, Any]], broker_url: str | None = None) -
     register(prepared)
     ids = []
     connection = shared_broker_connection(url)  # no new connection per enqueue
-    with producers[connection].acquire(block=True, timeout=30) as producer:
+    system = "rabbitmq" if is_amqp(url) else "redis"
+    with (
+        tracing.producer_span(queue.name, system, prepared),
+        producers[connection].acquire(block=True, timeout=30) as producer,
+    ):
         for data in prepared:
             try:
                 app.send_task(

@@ -52,7 +52,9 @@ def result_store(cfg: Settings, connection: Connection | None = None) -> ResultS
     redis_url = cfg.require_redis()
     client = shared_redis(redis_url)
     conn = connection or broker_connection(cfg.require_broker())
-    same_redis = cfg.broker_url == redis_url and redis_url.startswith(("redis://", "rediss://"))
+    same_redis = cfg.broker_url == redis_url and redis_url.startswith(
+        ("redis://", "rediss://", "sentinel://")
+    )
     return ResultStore(
         client,
         KombuPublisher(conn, cfg.results_queue),

@@ -7,20 +7,23 @@ re-queueing with a countdown.
 
 from __future__ import annotations
 
+import socket
+from datetime import datetime
 from typing import Any, NoReturn
 
 import celery.worker.consumer
 import redis
 import structlog
 from celery import Task, signals
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry
 from kombu.exceptions import OperationalError
 
-from worker.celery_app import SWEEP_TASK_NAME, TASK_NAME, app
+from worker.celery_app import SWEEP_TASK_NAME, TASK_NAME, app, cfg
 from worker.errors import InvalidJob
 from worker.models import iso_ms, utcnow
 from worker.runtime import runtime
-from worker.service import Delivery, RetryLater, StartService, identified
+from worker.service import Delivery, Done, RetryLater, StartService, identified
+from worker.tracing import context as tracing
 
 log = structlog.get_logger("worker.tasks")
 INFRA_RETRY_SECONDS = 2.0
@@ -28,39 +31,66 @@ INFRA_RETRY_SECONDS = 2.0
 
 @app.task(name=TASK_NAME, bind=True, max_retries=None, acks_late=True)
 def start_process(self: Task, *args: Any, job: Any = None, **unexpected: Any) -> str:
-    """Start one process instance; returns the result status (results go to the results queue)."""
+    """Start one process instance; returns the result status (results go to the results queue).
+
+    The job runs in a span continuing the trace context its message carries
+    (``traceparent``: ours, or a foreign producer's OpenTelemetry Celery
+    instrumentation), so the engine call and every log line join that trace.
+    """
     first_seen = utcnow()
     delivery = identified(  # the job's own job_id when it has one, as everywhere
         job,
         Delivery(job_id=str(self.request.id), retries=self.request.retries, first_seen=first_seen),
     )
-    service = runtime().service
-    with structlog.contextvars.bound_contextvars(
-        job_id=delivery.job_id, attempt=delivery.retries + 1
+    parent = tracing.parent_from(self.request)
+    with (
+        tracing.job_span(parent, delivery.job_id, cfg.jobs_queue) as span,
+        structlog.contextvars.bound_contextvars(
+            job_id=delivery.job_id, attempt=delivery.retries + 1
+        ),
     ):
-        if args or unexpected or job is None:
-            names = (
-                ", ".join([*(["positional arguments"] if args else []), *sorted(unexpected)])
-                or "nothing"
-            )
-            reason = InvalidJob(f"job: the task takes one keyword argument 'job' (got {names})")
-            return service.reject(job, delivery, reason).result.status  # type: ignore[union-attr]
-        if isinstance(job, dict) and "enqueued_at" not in job:
-            job = {**job, "enqueued_at": iso_ms(first_seen)}
         try:
-            outcome = service.handle(job, delivery)
-        except (redis.RedisError, OperationalError) as exc:
-            log.warning("job.infrastructure_unavailable", error=type(exc).__name__)
-            _retry(self, service, delivery.job_id, job, INFRA_RETRY_SECONDS)
-        except Exception as exc:
-            log.exception("job.internal_error")
-            if delivery.retries >= service.policy.task_max_retries:
-                why = f"internal error after {delivery.retries + 1} attempts: {type(exc).__name__}"
-                return service.give_up(job, delivery, why).result.status  # type: ignore[union-attr]
-            _retry(self, service, delivery.job_id, job, service.policy.countdown(delivery.retries))
+            outcome = _run(self, job, args, unexpected, delivery, first_seen)
+        except (Retry, Reject):
+            tracing.describe_job(span, job=job)
+            raise
         if isinstance(outcome, RetryLater):
-            _retry(self, service, delivery.job_id, job, outcome.countdown)
+            tracing.describe_job(span, job=job, retry=outcome.countdown)
+            _retry(self, runtime().service, delivery.job_id, job, outcome.countdown)
+        tracing.describe_job(span, outcome.result)
         return outcome.result.status
+
+
+def _run(
+    task: Task,
+    job: Any,
+    args: tuple[Any, ...],
+    unexpected: dict[str, Any],
+    delivery: Delivery,
+    first_seen: datetime,
+) -> Done | RetryLater:
+    """The service's decision, with Celery's own retries for infrastructure and internal errors."""
+    service = runtime().service
+    if args or unexpected or job is None:
+        names = (
+            ", ".join([*(["positional arguments"] if args else []), *sorted(unexpected)])
+            or "nothing"
+        )
+        reason = InvalidJob(f"job: the task takes one keyword argument 'job' (got {names})")
+        return service.reject(job, delivery, reason)
+    if isinstance(job, dict) and "enqueued_at" not in job:
+        job = {**job, "enqueued_at": iso_ms(first_seen)}
+    try:
+        return service.handle(job, delivery)
+    except (redis.RedisError, OperationalError) as exc:
+        log.warning("job.infrastructure_unavailable", error=type(exc).__name__)
+        _retry(task, service, delivery.job_id, job, INFRA_RETRY_SECONDS)
+    except Exception as exc:
+        log.exception("job.internal_error")
+        if delivery.retries >= service.policy.task_max_retries:
+            why = f"internal error after {delivery.retries + 1} attempts: {type(exc).__name__}"
+            return service.give_up(job, delivery, why)
+        _retry(task, service, delivery.job_id, job, service.policy.countdown(delivery.retries))
 
 
 def _retry(task: Task, service: StartService, job_id: str, job: Any, countdown: float) -> NoReturn:
@@ -134,3 +164,34 @@ class Consumer(celery.worker.consumer.Consumer):
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         super().on_decode_error(message, exc)
         _reject_message(message, f"message body could not be decoded ({type(exc).__name__})")
+
+
+@signals.worker_process_shutdown.connect
+def _flush_child_spans(**_: Any) -> None:
+    """A prefork child leaves through ``os._exit``: export its last spans first."""
+    tracing.flush()
+
+
+@signals.worker_shutdown.connect
+def _flush_spans(**_: Any) -> None:
+    tracing.shutdown()
+
+
+_heartbeat: list[Any] = []
+"""The running worker's `worker.delivery.heartbeat.Heartbeat` (none before ``worker_ready``)."""
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """The worker's heartbeat in Redis (`worker.delivery.heartbeat`), for the "no worker" alert."""
+    from worker.broker.connections import shared_redis
+    from worker.delivery.heartbeat import Heartbeat
+
+    node = str(getattr(sender, "hostname", None) or socket.gethostname())
+    _heartbeat.append(Heartbeat(shared_redis(cfg.require_redis()), node).start())
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    while _heartbeat:
+        _heartbeat.pop().stop()

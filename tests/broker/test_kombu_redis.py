@@ -10,13 +10,13 @@ from kombu import Connection, Consumer, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
 from worker.broker.connections import broker_connection
-from worker.broker.kombu_redis import TRANSPORT, Transport, transport_for
+from worker.broker.kombu_redis import SENTINEL_TRANSPORT, TRANSPORT, Transport, transport_for
 
 
-def test_only_plain_redis_urls_get_it() -> None:
+def test_plain_redis_and_sentinel_urls_get_it() -> None:
     assert transport_for("redis://localhost:6379/0") == TRANSPORT
     assert transport_for("rediss://localhost:6380/0") is None  # kombu checks TLS by scheme
-    assert transport_for("sentinel://localhost:26379") is None
+    assert transport_for("sentinel://localhost:26379") == SENTINEL_TRANSPORT
     assert transport_for("amqp://guest:guest@localhost//") is None
     assert transport_for(None) is None
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 import redis
-from tests.integration.test_cli import startproc
 
 import worker
+from tests.cli.test_cli import startproc
 from tests.integration.conftest import Pipeline
 from tests.test_service import drain
 from worker.keys import ledger_key, result_key

@@ -63,7 +63,7 @@ def _dead_letter(client: redis.Redis, job_id: str = "j-1") -> dict[str, object]:
 
 
 def test_a_persons_resolution_is_kept_for_the_jobs_page(redis_client: redis.Redis) -> None:
-    """Settling itself is `worker.delivery.settle`'s (tests/integration/test_dlq_cli.py,
+    """Settling itself is `worker.delivery.settle`'s (tests/cli/test_dlq_cli.py,
     tests/delivery/test_ledger.py)."""
     job = _dead_letter(redis_client)
     entry = dlq.DeadLetters(redis_client).get("j-1")

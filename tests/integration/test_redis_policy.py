@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.test_cli import startproc
+from tests.support.cli import startproc
 from worker.local import demo
 from worker.local.embedded import EmbeddedRedis
 from worker.local.sandbox import SandboxServer

@@ -45,6 +45,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False,
         "--version",
@@ -65,9 +66,11 @@ def root(
     2 usage or configuration error, 3 --wait ran out, 4 unknown job id or batch.
     Every command has --help and --json.
     """
+    from worker.cli.common import fail
     from worker.config import settings
     from worker.errors import ConfigError
     from worker.logs import configure
+    from worker.tracing import context as tracing
 
     try:
         cfg = settings()
@@ -75,6 +78,12 @@ def root(
         configure("WARNING", "console")  # the command that reads the settings says what is wrong
         return
     configure(cfg.log_level if cfg.log_level != "INFO" else "WARNING", cfg.log_format)
+    try:  # exporting only when OTEL_* / STARTPROC_TRACES_FILE ask for it
+        tracing.configure(
+            "startproc-intake" if ctx.invoked_subcommand == "serve" else "startproc-cli"
+        )
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def run() -> None:

@@ -213,11 +213,11 @@ def ping_redis(url: str, what: str = "Redis") -> None:
     """
     import redis
 
-    if urlsplit(url).scheme not in REDIS_SCHEMES:
-        return  # e.g. sentinel://: its own client finds the master
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT * 2
-    )
+    from worker.broker.connections import redis_client
+
+    if urlsplit(url).scheme not in (*REDIS_SCHEMES, "sentinel"):
+        return
+    client = redis_client(url, probe=True)  # sentinel://: asks the sentinels for the master
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -239,7 +239,7 @@ def need_broker(cfg: Settings) -> str:
     """The broker URL, checked to answer (a Redis broker that is the ledger's is pinged once)."""
     url = cfg.require_broker()
     scheme = urlsplit(url).scheme
-    if scheme in REDIS_SCHEMES:
+    if scheme in (*REDIS_SCHEMES, "sentinel"):
         if url != cfg.effective_redis_url():
             ping_redis(url, "the broker (Redis)")
         return url

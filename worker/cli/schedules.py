@@ -72,9 +72,9 @@ def _last_results(names: list[str]) -> dict[str, dict[str, Any]] | str:
     url = current_settings().effective_redis_url()
     if not url:
         return "no STARTPROC_REDIS_URL"
-    client = redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
-    )
+    from worker.broker.connections import redis_client
+
+    client = redis_client(url, probe=True)
     try:
         state = ScheduleState(client)
         out: dict[str, dict[str, Any]] = {}

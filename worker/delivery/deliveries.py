@@ -42,8 +42,9 @@ class Deliveries:
         pipe.expire(key, DELIVERY_COUNT_TTL)
         pipe.get(retried_key(job_id))
         if isinstance(raw_job, dict):
-            deadline = time.time() + self.decide_within
-            self.inflight.track(job_id, raw_job, deadline, pipe=pipe, holder=holder)
+            now = time.time()
+            self.inflight.track(job_id, raw_job, now + self.decide_within, pipe=pipe, holder=holder)
+            self.inflight.taken(job_id, pipe, now)
         raw_result, count, _, retried, *_ = pipe.execute()
         existing = Result.model_validate_json(raw_result) if raw_result else None
         # Celery's own count still covers retries the service never saw (internal errors).

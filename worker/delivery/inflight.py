@@ -13,6 +13,10 @@ job a no-op.
 A job a worker is running also names its holder (`worker.delivery.liveness`): when
 that worker's heartbeat key has expired, the sweeper re-drives the job at
 once instead of waiting for its deadline.
+
+Apart from that registry, `taken` notes when a worker first took a job (kept
+across retries and re-drives until the job is decided): the in-flight count
+and the age of the oldest job in flight that the metrics show.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ import redis
 from redis.client import Pipeline
 
 from worker.delivery.redis_batch import Batch
-from worker.keys import INFLIGHT, INFLIGHT_DEADLINES, INFLIGHT_HOLDERS, alive_key
+from worker.keys import (
+    INFLIGHT,
+    INFLIGHT_DEADLINES,
+    INFLIGHT_HOLDERS,
+    INFLIGHT_RUNNING,
+    alive_key,
+)
 
 _DISOWN = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -66,12 +76,17 @@ class InFlight:
         """Register a job without a deadline: known (``startproc status``), never re-driven."""
         pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
 
+    def taken(self, job_id: str, pipe: Pipeline, now: float | None = None) -> None:
+        """A worker took the job: note when, unless an earlier delivery already did."""
+        pipe.zadd(INFLIGHT_RUNNING, {job_id: time.time() if now is None else now}, nx=True)
+
     def done(self, job_id: str, batch: Batch | None = None) -> None:
         """Forget a decided job; into ``batch`` when given (every step is idempotent)."""
         own = Batch(self.client) if batch is None else batch
         own.command(lambda pipe: pipe.hdel(INFLIGHT, job_id))
         own.command(lambda pipe: pipe.zrem(INFLIGHT_DEADLINES, job_id))
         own.command(lambda pipe: pipe.hdel(INFLIGHT_HOLDERS, job_id))
+        own.command(lambda pipe: pipe.zrem(INFLIGHT_RUNNING, job_id))
         if batch is None:
             own.execute()
 
@@ -115,3 +130,11 @@ class InFlight:
 
     def size(self) -> int:
         return int(self.client.zcard(INFLIGHT_DEADLINES))
+
+    def running(self) -> tuple[int, float | None]:
+        """(jobs taken and not decided, when the oldest of them was first taken): 2 commands."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(INFLIGHT_RUNNING)
+        pipe.zrange(INFLIGHT_RUNNING, 0, 0, withscores=True)
+        count, oldest = pipe.execute()
+        return int(count), (float(oldest[0][1]) if oldest else None)

@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -47,6 +48,7 @@ from worker.errors import (
 )
 from worker.models import Job
 from worker.targets import TargetBase
+from worker.tracing import context as tracing
 from worker.validation import describe
 
 KEY_VARIABLE = "_startproc_key"
@@ -166,6 +168,8 @@ class Engine(ABC):
         self.target = target
         self.session = session
         self.credentials = credentials
+        origin = urlsplit(target.base_url)
+        self._host, self._port = origin.hostname, origin.port
 
     # ---- the four things an adapter defines ---------------------------------
 
@@ -316,12 +320,17 @@ class Engine(ABC):
         at start-up): a trickling answer is cut there and is ambiguous, never
         waited out. Connecting and sending keep their own timeouts.
         The session still owns the pool, the mounted adapters (tests mount
-        fakes there), TLS and proxy settings.
+        fakes there), TLS and proxy settings. Each call is a client span of
+        the job's trace and sends its ``traceparent`` (`worker.tracing.context`).
         """
         session = self.session
         url = prepared.url or ""
         target = self.target
-        with call_deadline(target.connect_timeout + target.timeout, call):
+        with (
+            tracing.http_span(prepared.method or "", self._host, self._port, self.name) as span,
+            call_deadline(target.connect_timeout + target.timeout, call),
+        ):
+            tracing.stamp(prepared.headers)  # the engine joins the job's trace
             response = session.get_adapter(url).send(
                 prepared,
                 timeout=(target.connect_timeout, target.timeout),
@@ -330,6 +339,7 @@ class Engine(ABC):
                 proxies=session.proxies,
             )
             _ = response.content  # read it all now, so the connection goes back to the pool
+            tracing.answered(span, response.status_code)
         return response
 
     def start_request(self, job: Job, key: str) -> StartRequest:

@@ -17,9 +17,15 @@ from fastapi import Request
 from kombu.connection import Connection
 from prometheus_client import CollectorRegistry
 
+from worker.broker.connections import redis_client
 from worker.config import Settings
 from worker.delivery.results import ResultStore
-from worker.metrics import RedisCollector, broker_redis_url, registry_for_scrape
+from worker.metrics import (
+    RedisCollector,
+    broker_amqp_url,
+    broker_redis_url,
+    registry_for_scrape,
+)
 from worker.targets import Targets, load_targets
 
 Publisher = Callable[[list[dict[str, Any]]], list[str]]
@@ -28,12 +34,7 @@ PROBE_TIMEOUT = 2.0
 
 def probe_client(url: str) -> redis.Redis:
     """A Redis client that fails fast: health checks and scrapes must not hang on an outage."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=PROBE_TIMEOUT,
-        socket_timeout=PROBE_TIMEOUT * 2,
-    )
+    return redis_client(url, probe=True)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Intake:
             cfg.jobs_queue,
             (lambda: self.probe(broker)) if broker else None,
             cfg.results_queue,
+            amqp_url=broker_amqp_url(cfg.broker_url),
         )
         return registry_for_scrape([collector])
 

@@ -13,6 +13,7 @@ deployments; this base class does the rest the same way for all five engines:
 
     GET  /_sandbox/instances      POST /_sandbox/faults   (configure kwargs or {"script": [...]})
     GET  /_sandbox/stats          POST /_sandbox/reset
+    GET  /_sandbox/requests       (the last API requests with their traceparent/tracestate)
     POST /_sandbox/expire-tokens  POST /_sandbox/deploy   (deploy kwargs)
     POST /_sandbox/auth           POST /_sandbox/configure (engine options, e.g. C8 api_version)
 
@@ -35,7 +36,7 @@ from werkzeug.wrappers import Request, Response
 
 from worker.local.sandbox.auth import SandboxAuth, TokenError
 from worker.local.sandbox.faults import Fault, FaultKnobs
-from worker.local.sandbox.store import InstanceStore, RequestCounters
+from worker.local.sandbox.store import InstanceStore, RequestCounters, RequestLog
 from worker.local.sandbox.web import (
     TRICKLE_ENVIRON,
     BodyError,
@@ -81,6 +82,7 @@ class EngineApp:
         self.faults = FaultKnobs()
         self.auth = SandboxAuth()
         self.counters = RequestCounters()
+        self.requests = RequestLog()
         routes = [*self._control_routes(), *self.routes()]
         if self.issues_tokens:
             routes.append(Route("/oauth/token", "POST", self._token, "token"))
@@ -167,6 +169,7 @@ class EngineApp:
         self.store.clear()
         self.faults.reset()
         self.counters.clear()
+        self.requests.clear()
         self.auth.reset()
 
     def record(
@@ -207,6 +210,7 @@ class EngineApp:
         route, args = self._routes[int(index)], dict(matched)
         if route.kind != "control":
             self.counters.request(request.method, route.path)
+            self.requests.add(route.kind, request.method, request.path, request.headers)
         if route.kind == "start":
             return self._run_start(route, request, args)
         if route.kind == "lookup":
@@ -298,6 +302,7 @@ class EngineApp:
             control("instances", "GET",
                     lambda _: {"count": self.count(), "instances": self.instances}),
             control("stats", "GET", lambda _: self.stats()),
+            control("requests", "GET", lambda _: {"requests": self.requests.entries()}),
             control("faults", "GET", lambda _: self.faults.snapshot()),
             control("faults", "POST", self._control_faults),
             control("reset", "POST", lambda _: self.reset()),

@@ -206,11 +206,18 @@ class FaultKnobs:
             return len(self._script)
 
     def apply_latency(self) -> None:
-        """Sleep the standing latency: called before a start request is handled."""
-        delay = self.settings.latency_ms
-        if delay:
-            self._count("latency")
-            time.sleep(delay / 1000.0)
+        """Hold a start request for the standing latency, called before it is handled; like
+        the token latency, judged against the knob's current value (lowering it releases)."""
+        if not self.settings.latency_ms:
+            return
+        self._count("latency")
+        started = time.monotonic()
+        with self._changed:
+            while True:
+                left = self._settings.latency_ms / 1000.0 - (time.monotonic() - started)
+                if left <= 0:
+                    return
+                self._changed.wait(left)
 
     def apply_token_latency(self) -> None:
         """Hold a token request for ``token_latency_ms``, judged against the knob's current

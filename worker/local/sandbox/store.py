@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -142,6 +142,35 @@ class RequestCounters:
         with self._lock:
             self._routes.clear()
             self._kinds.clear()
+
+
+class RequestLog:
+    """The last requests to the engine's API, with their trace context headers.
+
+    Only ``traceparent`` and ``tracestate`` are kept (never credentials), so
+    a test can follow a producer's trace id into the engine's request.
+    """
+
+    HEADERS = ("traceparent", "tracestate")
+
+    def __init__(self, size: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._entries: deque[JsonDict] = deque(maxlen=size)
+
+    def add(self, kind: str, method: str, path: str, headers: Any) -> None:
+        entry: JsonDict = {"kind": kind, "method": method, "path": path}
+        for name in self.HEADERS:
+            entry[name] = headers.get(name)
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> list[JsonDict]:
+        with self._lock:
+            return [dict(entry) for entry in self._entries]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 class Registry(Generic[K, V]):
