@@ -26,18 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.config_auth import (
-    AUTH_MODELS,
-    Auth,
-    BasicAuth,
-    BearerAuth,
-    NoAuth,
-    OAuth2Auth,
-)
 from worker.errors import ConfigError
 from worker.validation import describe_config, did_you_mean
-
-__all__ = ["AUTH_MODELS", "Auth", "BasicAuth", "BearerAuth", "NoAuth", "OAuth2Auth"]
 
 QUEUE_TYPES = ("quorum", "classic")
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
