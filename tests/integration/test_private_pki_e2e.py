@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from tests.test_tls import Pki
 
 import worker
 from tests.integration.conftest import Pipeline, running_pipeline
+from tests.test_tls import Pki
 from worker.local.embedded import EmbeddedRedis
 from worker.local.sandbox import SandboxServer
 from worker.local.sandbox.camunda8 import Camunda8App
