@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from kombu import Connection
 
 from worker.config import Settings
 from worker.local.embedded import EmbeddedRedis
 from worker.local.sandbox import SandboxServer
+from worker.runtime import Runtime, build_runtime
 from worker.targets import Targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,3 +81,14 @@ def sandbox_targets(sandbox: SandboxServer, **extra: dict[str, object]) -> Targe
     for name, fields in extra.items():
         raw[name] = {**raw.get(name, {}), **fields}
     return Targets.from_dict({"targets": raw}, env=os.environ)
+
+
+@pytest.fixture
+def rt(redis_url: str, sandbox: SandboxServer) -> Runtime:
+    """The worker's runtime in-process, on this test's Redis and sandboxes, sleeping never."""
+    cfg = make_settings(redis_url, task_max_retries=2)
+    targets = sandbox_targets(sandbox, tas={"retry_ambiguous": False})
+    runtime = build_runtime(cfg, targets, Connection(redis_url))
+    runtime.service.sleep = lambda _s: None
+    runtime.service.policy.__dict__["sleep"] = lambda _s: None  # frozen dataclass: tests only
+    return runtime

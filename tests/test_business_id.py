@@ -18,7 +18,7 @@ from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
 from tests.support.failover import default_camunda8, enforce_business_ids, lose_recent_writes
-from tests.test_service import run
+from tests.support.service import run
 from worker.local.sandbox import SandboxServer
 from worker.local.sandbox.camunda8 import Camunda8App
 from worker.runtime import Runtime, build_runtime

@@ -17,7 +17,7 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
-from tests.test_service import run
+from tests.support.service import run
 from worker.local.sandbox import SandboxServer
 from worker.local.sandbox.camunda8 import Camunda8App
 from worker.runtime import Runtime, build_runtime

@@ -13,45 +13,14 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
-from worker.delivery.results import results_queue
+from tests.support.service import C8_JOB, drain, run
 from worker.keys import fingerprint, ledger_key
 from worker.local.sandbox import SandboxServer
 from worker.models import Job
 from worker.runtime import Runtime, build_runtime
-from worker.service import Delivery, Done, RetryLater
+from worker.service import RetryLater
 
 Handle = Callable[..., Any]
-
-
-@pytest.fixture
-def rt(redis_url: str, sandbox: SandboxServer) -> Runtime:
-    cfg = make_settings(redis_url, task_max_retries=2)
-    targets = sandbox_targets(sandbox, tas={"retry_ambiguous": False})
-    runtime = build_runtime(cfg, targets, Connection(redis_url))
-    runtime.service.sleep = lambda _s: None
-    runtime.service.policy.__dict__["sleep"] = lambda _s: None  # frozen dataclass: tests only
-    return runtime
-
-
-def run(rt: Runtime, job: Any, job_id: str = "job-1", retries: int = 0) -> Any:
-    outcome = rt.service.handle(job, Delivery(job_id=job_id, retries=retries))
-    return outcome.result if isinstance(outcome, Done) else outcome
-
-
-def drain(broker_url: str, name: str = "startproc.results") -> list[dict[str, Any]]:
-    """Everything on the results queue, consumed the way another app would."""
-    messages: list[dict[str, Any]] = []
-    with Connection(broker_url) as conn, conn.SimpleQueue(results_queue(name)) as queue:
-        while True:
-            try:
-                message = queue.get(timeout=0.2)
-            except queue.Empty:
-                return messages
-            messages.append(message.payload)
-            message.ack()
-
-
-C8_JOB = {"target": "camunda8", "process": "order-process", "variables": {"orderId": "A-1"}}
 
 
 def test_created_result_is_recorded_and_published_once(

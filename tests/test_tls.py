@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from kombu import Connection
 
 from tests.conftest import make_settings
-from tests.test_service import run
+from tests.support.service import run
 from worker.engines.http import transport_error
 from worker.errors import AmbiguousError, ConfigError, PermanentError, TransientError
 from worker.local.sandbox import SandboxServer

@@ -14,7 +14,7 @@ import redis
 import worker
 from tests.cli.test_cli import startproc
 from tests.integration.conftest import Pipeline
-from tests.test_service import drain
+from tests.support.service import drain
 from worker.keys import ledger_key, result_key
 
 TAS = {"target": "cases", "process": "27", "variables": {"amount": 1}}

@@ -12,7 +12,7 @@ from kombu import Connection
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.conftest import make_settings, sandbox_targets
-from tests.test_service import run
+from tests.support.service import run
 from worker.delivery.adaptive_rate import SharedRate, rate_gauge
 from worker.delivery.ratelimit import per_millisecond
 from worker.keys import rate_key

@@ -15,7 +15,7 @@ import redis
 from celery import Celery
 from kombu import Connection
 
-from tests.test_service import C8_JOB, rt, run  # noqa: F401  (the fixture)
+from tests.support.service import C8_JOB, run
 from worker import keys, producer
 from worker.config import environment
 from worker.delivery import backlog
@@ -94,7 +94,7 @@ def test_a_priority_list_counts_and_ages_too(broker: str, redis_client: redis.Re
 
 
 def test_jobs_in_flight_from_first_arrival_until_decided(
-    rt: Runtime,  # noqa: F811
+    rt: Runtime,
     redis_client: redis.Redis,
     sandbox: Any,
 ) -> None:
@@ -110,7 +110,7 @@ def test_jobs_in_flight_from_first_arrival_until_decided(
     assert backlog.in_flight(redis_client) == (0, 0.0)
 
 
-def test_a_redelivery_keeps_the_first_arrival(rt: Runtime, redis_client: redis.Redis) -> None:  # noqa: F811
+def test_a_redelivery_keeps_the_first_arrival(rt: Runtime, redis_client: redis.Redis) -> None:
     pipe = redis_client.pipeline()
     rt.service.inflight.taken("j-9", pipe, now=100.0)
     pipe.execute()

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from kombu import Connection
 
-from tests.test_service import drain
+from tests.support.service import drain
 from worker.delivery.inflight import InFlight
 from worker.delivery.results import KombuPublisher, ResultStore
 from worker.delivery.sweeper import sweep

@@ -15,7 +15,7 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings
-from tests.test_service import run
+from tests.support.service import run
 from worker.engines import build_engine
 from worker.local.sandbox import SandboxServer
 from worker.local.sandbox.camunda7 import Camunda7App

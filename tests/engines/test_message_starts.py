@@ -12,7 +12,7 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
-from tests.test_service import drain, run
+from tests.support.service import drain, run
 from worker.local.sandbox import SandboxServer
 from worker.runtime import Runtime, build_runtime
 from worker.service import RetryLater

@@ -12,7 +12,7 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import make_settings, sandbox_targets
-from tests.test_service import run
+from tests.support.service import run
 from worker.engines.camunda8 import Camunda8
 from worker.local.sandbox import SandboxServer
 from worker.runtime import Runtime, build_runtime

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import uvicorn
 
 from tests.integration.conftest import Pipeline
+from tests.support.waiting import wait_until
 from worker.intake.server import bind, server_for, url_of
 
 TOKEN = "intake-test-token-0123456789abcdef"
 OTHER_TOKEN = "rotated-token-fedcba9876543210"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true or ``timeout`` seconds pass (then fail, naming ``what``)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from tests.test_service import drain
+from tests.support.service import drain
 from worker.config import environment, settings
 from worker.local import demo
 from worker.local.embedded import EmbeddedRedis

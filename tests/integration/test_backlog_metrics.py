@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import worker
 from tests.intake.helpers import free_port, wait_until
 from tests.integration.conftest import Pipeline, module_pipeline
+from tests.support.prometheus import value
 from tests.support.promql import metric_names
-from tests.test_metrics import value
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +20,7 @@ import redis
 from typer.testing import CliRunner
 
 from tests.integration.conftest import Pipeline, module_pipeline
+from tests.support.waiting import wait_until
 from worker.config import settings
 from worker.local import demo
 from worker.local.sandbox import SandboxServer
@@ -87,14 +88,6 @@ def beats(
         stack.stop()
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_two_beats_and_a_restart_start_every_slot_exactly_once(beats: Beats) -> None:
     c8 = beats.sandbox.app("camunda8")
     stack = beats.stack
@@ -149,9 +142,9 @@ def test_a_redelivered_or_hand_fired_slot_starts_nothing_new(beats: Beats) -> No
     client = redis.Redis.from_url(beats.env["STARTPROC_REDIS_URL"])
     jobs_queue = settings().jobs_queue
     wait_until(
-        "the worker to take the copies",
         lambda: client.llen(jobs_queue) == 0 and client.hlen("unacked") == 0,
         timeout=20,
+        what="the worker to take the copies",
     )
     # By hand, with the slot's key: the ledger answers duplicate with the first instance.
     from worker.cli.app import app

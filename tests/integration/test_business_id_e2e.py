@@ -19,7 +19,7 @@ import requests
 import worker
 from tests.integration.conftest import Pipeline, running_pipeline
 from tests.support.failover import default_camunda8, enforce_business_ids, lose_recent_writes
-from tests.test_service import drain
+from tests.support.service import drain
 from worker.local import demo
 from worker.local.embedded import EmbeddedRedis
 from worker.local.sandbox import SandboxServer

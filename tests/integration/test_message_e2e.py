@@ -11,7 +11,7 @@ import pytest
 
 import worker
 from tests.integration.conftest import Pipeline
-from tests.test_service import drain
+from tests.support.service import drain
 from worker.local.sandbox import SandboxServer
 
 

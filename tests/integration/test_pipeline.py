@@ -15,7 +15,7 @@ from kombu import Connection, Queue
 
 import worker
 from tests.integration.conftest import Pipeline
-from tests.test_service import drain
+from tests.support.service import drain
 from worker.delivery.inflight import InFlight
 
 

@@ -30,7 +30,7 @@ from tests.integration.conftest import (
     delete_broker_entities,
     running_pipeline,
 )
-from tests.test_service import drain
+from tests.support.service import drain
 from worker.delivery.inflight import InFlight
 from worker.local.embedded import EmbeddedRedis
 from worker.local.sandbox import SandboxServer
