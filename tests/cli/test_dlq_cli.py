@@ -12,8 +12,8 @@ import json
 import redis
 
 import worker
-from tests.cli.test_cli import startproc
 from tests.integration.conftest import Pipeline
+from tests.support.cli import startproc
 from tests.support.service import drain
 from worker.keys import ledger_key, result_key
 

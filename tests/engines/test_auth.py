@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,9 +16,19 @@ import pytest
 import requests
 import responses
 
-import worker.engines.auth
+from tests.support.oauth import (
+    API,
+    PASSWORD,
+    SECRET,
+    TOKEN_URL,
+    Clock,
+    config,
+    grant,
+    provider,
+    token_calls,
+)
 from worker.engines import build_engine
-from worker.engines.auth import DEFAULT_TOKEN_LIFETIME, OAuth2, credentials_for
+from worker.engines.auth import DEFAULT_TOKEN_LIFETIME, credentials_for
 from worker.engines.base import StartRequest
 from worker.engines.http import make_session
 from worker.errors import (
@@ -29,52 +38,7 @@ from worker.errors import (
     PermanentError,
     TransientError,
 )
-from worker.targets import BasicAuth, BearerAuth, NoAuth, OAuth2Auth, Targets
-
-TOKEN_URL = "http://idp.test/oauth/token"
-API = "http://api.test/v2/topology"
-SECRET = "cl1ent-S3CRET-value"
-PASSWORD = "us3r-PASSW0RD-value"
-
-
-class Clock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(worker.engines.auth, "time", types.SimpleNamespace(monotonic=fake))
-    return fake
-
-
-def config(**fields: Any) -> OAuth2Auth:
-    values: dict[str, Any] = {
-        "type": "oauth2",
-        "token_url": TOKEN_URL,
-        "client_id": "worker",
-        "client_secret": SECRET,
-        **fields,
-    }
-    return OAuth2Auth.model_validate(values)
-
-
-def provider(**fields: Any) -> OAuth2:
-    return OAuth2(config(**fields), make_session(), timeout=4.0)
-
-
-def grant(access_token: str = "t1", expires_in: Any = 300) -> dict[str, Any]:
-    return {"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in}
-
-
-def token_calls() -> list[Any]:
-    return [c for c in responses.calls if c.request.url == TOKEN_URL]
+from worker.targets import BasicAuth, BearerAuth, NoAuth, Targets
 
 
 def form_of(call: Any) -> dict[str, str]:

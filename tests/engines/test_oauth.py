@@ -24,7 +24,7 @@ from redis.retry import Retry
 
 import worker.engines.auth
 from tests.conftest import make_settings
-from tests.engines.test_auth import TOKEN_URL, Clock, grant, provider, token_calls
+from tests.support.oauth import TOKEN_URL, Clock, grant, provider, token_calls
 from tests.support.service import run
 from worker.engines.auth import OAuth2, client_identity, credentials_for
 from worker.engines.http import make_session

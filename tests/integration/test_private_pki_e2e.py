@@ -18,7 +18,7 @@ import requests
 
 import worker
 from tests.integration.conftest import Pipeline, running_pipeline
-from tests.test_tls import Pki
+from tests.support.pki import Pki
 from worker.local.embedded import EmbeddedRedis
 from worker.local.sandbox import SandboxServer
 from worker.local.sandbox.camunda8 import Camunda8App
