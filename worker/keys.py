@@ -79,6 +79,8 @@ INFLIGHT = f"{PREFIX}:inflight"
 INFLIGHT_DEADLINES = f"{PREFIX}:inflight:deadlines"
 INFLIGHT_HOLDERS = f"{PREFIX}:inflight:holders"
 """Job id -> the worker process running it now (`worker.liveness`)."""
+REDIS_EPOCH = f"{PREFIX}:redis-epoch"
+"""The Redis server the ledger last saw (``run_id``) and since when it doubts older writes."""
 
 
 def alive_key(holder: str) -> str:

@@ -25,6 +25,16 @@ One Redis hash per (target, idempotency key)::
                  (a timeout), and the resent claim must get the same answer, not
                  "busy" from its own lease
 
+A Redis that restarts or fails over may come back without its last writes (the
+last second of an ``everysec`` AOF after a host crash, a replica that lagged):
+claims, sends, outcomes, acknowledgements. The key ``startproc:redis-epoch``
+names the server the ledger last saw (``run_id``); a claim that meets another
+server notes the time (``since``). From then on an entry last written before
+that time, or missing for a job enqueued before it, may have lost a send: the
+claim reconciles first (``maybe_sent`` 3), like a takeover after a crash, and its
+fence jumps to the clock (ms), above any fence the lost writes handed out, so a
+holder from before the switch can no longer mark a send or write over it.
+
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
 return value, not an exception). Times come from the Redis server's clock
@@ -42,10 +52,13 @@ from typing import Literal
 
 import redis
 
-from worker.keys import alive_key, ledger_key
+from worker.keys import REDIS_EPOCH, alive_key, ledger_key
 from worker.redis_batch import ScriptCall
 
 ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
+CLOCK_SKEW_MARGIN = 5.0
+"""Seconds a clock (a producer's ``enqueued_at``, the old Redis server's) may run ahead of
+the new server's and a write made before a switch still be doubted."""
 FinalState = Literal["SUCCEEDED", "FAILED", "AMBIGUOUS", "RELEASED"]
 
 _NOW_MS = """
@@ -59,7 +72,7 @@ local fp, job = ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local send = ARGV[5] == '1'
 local holder, attempt, alive_prefix = ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local call = ARGV[9]
+local call, enqueued, margin = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local s = redis.call('HMGET', h, 'state', 'claim_call', 'claim_reply')
 local state = s[1]
 if state == 'IN_FLIGHT' and s[2] == call then
@@ -71,7 +84,40 @@ local function claimed(reply)
   redis.call('EXPIRE', h, ttl)
   return reply
 end
+-- When (ms) a claim first met this server after another one (a restart, a failover):
+-- writes made before then may be missing. 0 while the ledger has seen only this
+-- server, or when it will not say who it is (INFO refused).
+local function switched_at()
+  local info = redis.pcall('INFO', 'server')
+  if type(info) ~= 'string' then return 0 end
+  local run = string.match(info, 'run_id:(%x+)')
+  if not run then return 0 end
+  local seen = redis.call('HMGET', KEYS[2], 'run_id', 'since')
+  if seen[1] == run then return tonumber(seen[2] or 0) end
+  local since = 0
+  if seen[1] then since = now end
+  redis.call('HSET', KEYS[2], 'run_id', run, 'since', since)
+  return since
+end
+-- Writes stamped before `doubt` are doubted: the switch plus a margin for clocks (a
+-- producer's, the old server's) running ahead of this server's, or plus one attempt
+-- when longer: a holder from before the switch may still be sending for a key whose
+-- entry was lost, until its outcome rebuilds the entry.
+local function doubted()
+  local switched = switched_at()
+  if switched == 0 then return 0, 0 end
+  return switched, switched + math.max(margin, attempt)
+end
 if not state then
+  local switched, doubt = doubted()
+  if enqueued < doubt then
+    -- Enqueued before the switch: its entry (and an instance) may have been lost with it.
+    -- The fence jumps to the clock, above any a holder from before the switch may hold.
+    redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', now,
+               'lease_until', now + lease, 'attempts', 0, 'lost_send', 1, 'created_at', now,
+               'updated_at', now)
+    return claimed({'claimed', now, '', '', 3, 0, now - switched})
+  end
   if send then
     -- a fresh key: claimed and marked as being sent in one step
     redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
@@ -106,13 +152,21 @@ end
 -- Any holder that marked a send counts, not only the last one: a holder that
 -- died while reconciling an earlier holder's send leaves that send unresolved.
 -- 1: an answer was lost (AMBIGUOUS, now or ever before); 2: a holder died after
--- marking a send. Either loss is remembered for good (lost_send).
+-- marking a send; 3: the entry was last written before a Redis switch, so a later
+-- send may be missing from it. Any loss is remembered for good (lost_send).
 local maybe_sent = 0
 if state == 'AMBIGUOUS' or f[9] == '1' then maybe_sent = 1 end
 if state == 'IN_FLIGHT' and f[6] then maybe_sent = 2 end
-if maybe_sent > 0 then redis.call('HSET', h, 'lost_send', 1) end
 local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
-local fence = redis.call('HINCRBY', h, 'fence', 1)
+local switched, doubt = doubted()
+local fence = tonumber(f[5] or 0) + 1
+if tonumber(f[8] or 0) < doubt then
+  -- a send after the entry's last write may have been lost, at most this long ago, by a
+  -- holder whose fence the entry forgot: jump above it
+  maybe_sent, since, fence = 3, math.min(since, now - switched), math.max(fence, now)
+end
+if maybe_sent > 0 then redis.call('HSET', h, 'lost_send', 1) end
+redis.call('HSET', h, 'fence', fence)
 redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
            'updated_at', now)
 return claimed({'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since})
@@ -223,8 +277,11 @@ class Claim:
     """True when a previous holder may have created an instance: reconcile first."""
     holder_died: bool = False
     """``maybe_sent`` because a holder died after marking a send (not an answer lost)."""
+    writes_lost: bool = False
+    """``maybe_sent`` because Redis switched since the entry was written (or it is missing)."""
     since_send: float = 0.0
-    """With ``maybe_sent``: seconds since that holder's last write (its send or its outcome)."""
+    """With ``maybe_sent``: seconds since that holder's last write (its send or its outcome),
+    or since the switch (``writes_lost``)."""
     wait_ms: int = 0
     attempts: int = 0
     sending: bool = False
@@ -254,6 +311,7 @@ class Ledger:
         holder: str = "",
         attempt_seconds: float = 0.0,
         call: str | None = None,
+        enqueued_at: float | None = None,
     ) -> Claim:
         """Ask for the key. ``send``: a key nobody had is also marked as being sent.
 
@@ -263,10 +321,14 @@ class Ledger:
         ``attempt_seconds``: the longest one HTTP attempt to the target can
         take; a dead holder's lease is taken over that long after its last write.
         ``call`` identifies this call (a fresh token by default), so the client
-        library may safely resend it after a timeout.
+        library may safely resend it after a timeout. ``enqueued_at`` (Unix
+        time; None: unknown, so maybe long ago): a job enqueued before a Redis
+        switch, or within `CLOCK_SKEW_MARGIN` or one attempt after it, finding no
+        entry reconciles first.
         """
+        enqueued_ms = 0 if enqueued_at is None else int(enqueued_at * 1000)
         raw = self._claim(
-            keys=[ledger_key(target, key)],
+            keys=[ledger_key(target, key), REDIS_EPOCH],
             args=[
                 fingerprint,
                 job_id,
@@ -277,6 +339,8 @@ class Ledger:
                 int(attempt_seconds * 1000),
                 alive_key(""),
                 call or uuid.uuid4().hex,
+                max(enqueued_ms, 0),
+                int(CLOCK_SKEW_MARGIN * 1000),
             ],
         )
         status, fence, other, instance, extra, attempts, since = raw
@@ -289,6 +353,7 @@ class Ledger:
             instance_id=instance,
             maybe_sent=bool(int(extra)),
             holder_died=int(extra) == 2,
+            writes_lost=int(extra) == 3,
             since_send=int(since) / 1000,
             attempts=int(attempts),
             sending=send and status == "claimed" and int(fence) == 1 and int(attempts) == 1,

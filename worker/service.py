@@ -10,7 +10,8 @@ The order of steps is the product's promise:
 1. a job that already has a result is only re-published (redelivery);
 2. the job and its options are validated before anything is claimed;
 3. the ledger decides who may call the engine (claim / duplicate / conflict / busy);
-4. a claim that may follow a lost outcome **reconciles before it re-sends**;
+4. a claim that may follow a lost outcome (a crash, an ambiguous answer, writes a
+   Redis restart or failover lost) **reconciles before it re-sends**;
 5. the engine is called with in-call retries; the outcome is written to the
    ledger with the claim's fence, then recorded and published as the result.
 """
@@ -318,11 +319,18 @@ class _Run:
                 send=send,
                 holder=svc.holder(),
                 attempt_seconds=attempt,
+                enqueued_at=self.enqueued_at(),
             )
             if claim.status != "busy" or time.monotonic() + delay > deadline:
                 return claim
             svc.sleep(min(delay, claim.wait_ms / 1000))
             delay = min(delay * 2, 0.5)
+
+    def enqueued_at(self) -> float | None:
+        """When the job was enqueued (Unix time): one enqueued before a Redis switch may
+        have been started in the writes the switch lost (`worker.ledger`)."""
+        enqueued = self.job.enqueued_at
+        return enqueued.timestamp() if enqueued is not None else None
 
     def _credentials_first(self, request: StartRequest) -> PreparedRequest | None:
         """Apply credentials before claiming when they are at hand (a cached token).
@@ -359,7 +367,8 @@ class _Run:
                 "instance; an operator must check (set retry_ambiguous = true to resend)"
             )
         window = self.service.reconcile_window - claim.since_send
-        if claim.holder_died:  # its answer could have come up to one attempt after its send
+        if claim.holder_died or claim.writes_lost:
+            # that send's answer could have come up to one attempt after it
             window += target.connect_timeout + target.timeout
         deadline = time.monotonic() + max(window, 0.0)
         delay = 0.1
@@ -367,7 +376,7 @@ class _Run:
         while True:
             found = self._look_up()
             if found is not None or time.monotonic() + delay > deadline:
-                self.log.info("job.reconciled", found=found)
+                self.log.info("job.reconciled", found=found, why=_why(claim))
                 return found
             self.service.sleep(delay)  # search is eventually consistent (C8)
             delay = min(delay * 2, 2.0)
@@ -546,6 +555,13 @@ def identified(raw_job: Any, delivery: Delivery) -> Delivery:
     """
     own = own_job_id(raw_job)
     return delivery if own is None or own == delivery.job_id else replace(delivery, job_id=own)
+
+
+def _why(claim: Claim) -> str:
+    """Why a claim reconciled first, for the log."""
+    if claim.writes_lost:
+        return "redis_switched"
+    return "holder_died" if claim.holder_died else "answer_lost"
 
 
 def _engine_of(targets: Targets, name: str) -> str | None:
