@@ -155,11 +155,18 @@ class Attempt:
                 send=send,
                 holder=svc.holder(),
                 attempt_seconds=attempt,
+                enqueued_at=self.enqueued_at(),
             )
             if claim.status != "busy" or time.monotonic() + delay > deadline:
                 return claim
             svc.sleep(min(delay, claim.wait_ms / 1000))
             delay = min(delay * 2, 0.5)
+
+    def enqueued_at(self) -> float | None:
+        """When the job was enqueued (Unix time): one enqueued before a Redis switch may
+        have been started in the writes the switch lost (`worker.delivery.ledger`)."""
+        enqueued = self.job.enqueued_at
+        return enqueued.timestamp() if enqueued is not None else None
 
     def _credentials_first(self, request: StartRequest) -> PreparedRequest | None:
         """Apply credentials before claiming when they are at hand (a cached token).
@@ -196,7 +203,8 @@ class Attempt:
                 "instance; an operator must check (set retry_ambiguous = true to resend)"
             )
         window = self.service.reconcile_window - claim.since_send
-        if claim.holder_died:  # its answer could have come up to one attempt after its send
+        if claim.holder_died or claim.writes_lost:
+            # that send's answer could have come up to one attempt after it
             window += target.connect_timeout + target.timeout
         deadline = time.monotonic() + max(window, 0.0)
         delay = 0.1
@@ -204,7 +212,7 @@ class Attempt:
         while True:
             found = self._look_up()
             if found is not None or time.monotonic() + delay > deadline:
-                self.log.info("job.reconciled", found=found)
+                self.log.info("job.reconciled", found=found, why=_why(claim))
                 return found
             self.service.sleep(delay)  # search is eventually consistent (C8)
             delay = min(delay * 2, 2.0)
@@ -373,6 +381,13 @@ class Attempt:
             enqueued_at=job.enqueued_at or self.delivery.first_seen,
             **fields,
         )
+
+
+def _why(claim: Claim) -> str:
+    """Why a claim reconciled first, for the log."""
+    if claim.writes_lost:
+        return "redis_switched"
+    return "holder_died" if claim.holder_died else "answer_lost"
 
 
 def _engine_of(targets: Targets, name: str) -> str | None:

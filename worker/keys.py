@@ -84,6 +84,8 @@ INFLIGHT_HOLDERS = f"{PREFIX}:inflight:holders"
 """Job id -> the worker process running it now (`worker.delivery.liveness`)."""
 INFLIGHT_RUNNING = f"{PREFIX}:inflight:running"
 """Jobs a worker took and has not decided, scored by when a worker first took them."""
+REDIS_EPOCH = f"{PREFIX}:redis-epoch"
+"""The Redis server the ledger last saw (``run_id``) and since when it doubts older writes."""
 
 
 def alive_key(holder: str) -> str:

@@ -10,7 +10,8 @@ The order of steps is the product's promise:
 1. a job that already has a result is only re-published (redelivery);
 2. a job lost with its worker too often is poison: dead-lettered, not retried;
 3. the job and its options are validated before anything is claimed;
-4. an `Attempt` claims, reconciles, calls and records (`worker.attempt`).
+4. an `Attempt` claims, reconciles (also after writes a Redis restart or failover
+   lost), calls and records (`worker.attempt`).
 """
 
 from __future__ import annotations

@@ -426,3 +426,110 @@ def test_a_success_found_by_hand_is_recorded_once(redis_client: redis.Redis) -> 
     live = ledger.claim("t", "busy", "fp", "job-4")
     assert live.status == "claimed"
     assert ledger.settle_created("t", "busy", "fp", "job-4", "i-2")[0] == "BUSY"
+
+
+def switch_servers(client: redis.Redis) -> None:
+    """As if the ledger had last been used on another server: what a restart or a
+    failover looks like to the claim script (the epoch names another run_id)."""
+    client.hset("startproc:redis-epoch", mapping={"run_id": "0" * 40, "since": 0})
+
+
+def test_the_first_server_the_ledger_sees_doubts_nothing(redis_client: redis.Redis) -> None:
+    ledger = make(redis_client)
+    fresh = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=0.0)
+    assert fresh.sending and not fresh.maybe_sent
+    epoch = redis_client.hgetall("startproc:redis-epoch")
+    assert epoch == {"run_id": redis_client.info("server")["run_id"], "since": "0"}
+
+
+def test_a_job_enqueued_before_a_redis_switch_reconciles_its_missing_entry(
+    redis_client: redis.Redis,
+) -> None:
+    """Its claim, send and outcome may have been in the writes the switch lost."""
+    ledger = make(redis_client)
+    before = time.time() - 1
+    holder = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=before)
+    redis_client.delete("startproc:ledger:t:k")  # ...lost with the switch
+    switch_servers(redis_client)
+    again = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=before)
+    assert again.status == "claimed" and again.maybe_sent and again.writes_lost
+    assert not again.sending and not again.holder_died
+    assert 0.0 <= again.since_send < 5.0  # the switch was just now
+    assert again.fence > 1_000_000_000_000  # the clock: above any fence handed out before
+    assert ledger.mark_sending("t", "k", holder.fence) is None  # the old holder cannot send
+    since = int(redis_client.hget("startproc:redis-epoch", "since") or 0)
+    assert since > 0
+    redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # died while reconciling
+    assert ledger.claim("t", "k", "fp", "job-1", enqueued_at=before).maybe_sent  # for good
+    unknown = ledger.claim("t", "other", "fp", "job-2", enqueued_at=None)
+    assert unknown.maybe_sent and unknown.writes_lost  # when it was enqueued is not known
+
+
+def test_a_job_enqueued_after_a_redis_switch_is_a_plain_fresh_key(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = make(redis_client)
+    ledger.claim("t", "first", "fp", "job-0")
+    switch_servers(redis_client)
+    ledger.claim("t", "first", "fp", "job-0")  # the claim that notices the switch
+    later = time.time() + 10  # past the switch and the clock margin
+    fresh = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=later)
+    assert fresh.sending and fresh.fence == 1 and not fresh.maybe_sent
+    # ...unless a send from before the switch may still be in the air for the key: its
+    # holder's outcome rebuilds the entry only when the answer comes, one attempt later
+    soon = ledger.claim("t", "k2", "fp", "job-2", attempt_seconds=30, enqueued_at=later)
+    assert soon.maybe_sent and soon.writes_lost
+
+
+def test_an_entry_last_written_before_a_redis_switch_reconciles_on_takeover(
+    redis_client: redis.Redis,
+) -> None:
+    """The entry says RELEASED (a 503: nothing created), but a later claim and send may
+    have been lost with the switch, and with them the holder's fence."""
+    ledger = make(redis_client)
+    first = ledger.claim("t", "k", "fp", "job-1", send=True)
+    assert ledger.finish("t", "k", first.fence, "RELEASED")
+    assert not ledger.claim("t", "plain", "fp", "job-9").maybe_sent
+    switch_servers(redis_client)
+    retry = ledger.claim("t", "k", "fp", "job-1", send=True)
+    assert retry.status == "claimed" and retry.maybe_sent and retry.writes_lost
+    assert 0.0 <= retry.since_send < 5.0 and retry.fence > 1_000_000_000_000
+    assert ledger.mark_sending("t", "k", first.fence + 1) is None  # a lost holder's fence
+    assert ledger.mark_sending("t", "k", retry.fence) == 2
+    assert ledger.finish("t", "k", retry.fence, "SUCCEEDED", "inst-1")
+    assert ledger.claim("t", "k", "fp", "job-2").status == "duplicate"
+
+
+def test_a_real_restart_without_the_last_writes_is_noticed() -> None:
+    """The server really comes back without its last second (see `EmbeddedRedis.rewind`)."""
+    from worker.local.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(appendonly=True, appendfsync="everysec") as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        ledger = make(client)
+        enqueued = time.time()
+        assert not ledger.claim("t", "seen", "fp", "job-0", enqueued_at=enqueued).maybe_sent
+        snapshot = server.snapshot()
+        holder = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=enqueued)
+        assert ledger.finish("t", "k", holder.fence, "SUCCEEDED", "inst-1")
+        server.rewind(snapshot)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        again = make(client).claim("t", "k", "fp", "job-1", send=True, enqueued_at=enqueued)
+        assert again.status == "claimed" and again.writes_lost and not again.sending
+
+
+def test_a_redis_that_refuses_info_still_serves_claims_without_noticing_switches(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Managed services may deny INFO to the workers' user: no detection, no failure."""
+    redis_client.execute_command(
+        "ACL", "SETUSER", "no-info", "on", ">pw", "~*", "+@all", "-info"
+    )
+    try:
+        url = redis_url.replace("redis://", "redis://no-info:pw@")
+        ledger = make(redis.Redis.from_url(url, decode_responses=True))
+        switch_servers(redis_client)
+        claim = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=0.0)
+        assert claim.sending and not claim.maybe_sent
+    finally:
+        redis_client.execute_command("ACL", "DELUSER", "no-info")

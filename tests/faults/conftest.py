@@ -175,9 +175,10 @@ def faults(
     marker = request.node.get_closest_marker("stack_env")
     extra = dict(marker.kwargs) if marker else {}
     appendonly = bool(extra.pop("appendonly", False))
+    appendfsync = str(extra.pop("appendfsync", "always"))  # everysec: the rewind scenarios
     # production_timings: every setting and target timeout at its default (BASE_ENV off)
     production = bool(extra.pop("production_timings", False))
-    with EmbeddedRedis(appendonly=appendonly) as server:
+    with EmbeddedRedis(appendonly=appendonly, appendfsync=appendfsync) as server:
         targets = demo.write_targets(sandbox, tmp_path / "targets.toml")
         if not production:
             # Short HTTP timeouts so the short lease above still outlasts one attempt.

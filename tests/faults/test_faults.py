@@ -14,6 +14,7 @@ import redis
 
 import worker
 from tests.faults.conftest import FaultStack, assert_clean, children
+from tests.faults.lost_writes import found_after_the_switch, lose_the_next_second
 from tests.support.waiting import wait_until
 from worker.keys import ledger_key, retried_key
 
@@ -168,6 +169,37 @@ def test_lookups_failing_while_reconciling_are_retried(
     assert app.faults.pending() == 0  # every lookup fault was met
 
 
+def test_a_standing_rate_of_failing_lookups(faults: FaultStack) -> None:
+    """The long run's lookup fault: each lookup fails at a seeded rate (503, 502 or no
+    answer) while starts lose their answers after commit; every engine with a lookup."""
+    faults.start_worker(pool="threads", concurrency=4)
+    engines = {"orders": "camunda8", "invoices": "camunda7", "onboarding": "processmaker4"}
+    apps = [faults.sandbox.app(engine) for engine in engines.values()]
+    for app in apps:
+        app.faults.script([{"drop": "after_commit"}] * 4)
+        app.faults.configure(lookup_error_rate=0.6, seed=1)  # seed 1 fails the first lookup
+    jobs = [
+        {
+            "target": target,
+            "process": {"orders": "order-process", "invoices": "invoice"}.get(target, "1"),
+            "variables": {"n": i},
+            "options": {"event": "node_1"} if target == "onboarding" else {},
+            "idempotency_key": f"lookup-rate-{target}-{i}",
+        }
+        for target in engines
+        for i in range(8)
+    ]
+    ids = worker.enqueue_many(jobs)
+    scenario = "lookups failing at a standing rate"
+    verdict = faults.verify(scenario, ids, engines=tuple(engines.values()))
+    assert_clean(verdict, faults.logs(), faults.workdir)
+    assert verdict.created == 24 and all(app.count() == 8 for app in apps)
+    for app in apps:
+        assert app.faults.pending() == 0
+        injected = app.faults.snapshot()["injected"]
+        assert sum(n for kind, n in injected.items() if kind.startswith("lookup_")) > 0, injected
+
+
 def test_backpressure_storms_with_retry_after(faults: FaultStack) -> None:
     faults.start_worker(pool="threads", concurrency=4)
     app = faults.sandbox.app("camunda8")
@@ -283,25 +315,49 @@ def _chaos(faults: FaultStack, worker_pid: int, stop: threading.Event) -> None:
                 os.kill(rng.choice(kids), signal.SIGKILL)
 
 
+JOBS = int(os.environ.get("STARTPROC_FAULTS_JOBS", "10000"))
+"""Jobs in the long mixed run (1 to 2.5 minutes for 10,000 on 2 cores); its deadlines scale."""
+
+
+def scaled(per_thousand: float, floor: float) -> float:
+    """A deadline for the long run's size: ``per_thousand`` seconds per 1,000 jobs, at
+    least ``floor`` (each about ten times what a loaded 2-core machine needs)."""
+    return max(floor, JOBS / 1000 * per_thousand)
+
+
 @pytest.mark.faults_long
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(int(scaled(90, 600)))
 # The production default of 5 deliveries before "poison": this run's chaos kills a worker
 # child about every second, which at the fault suite's threshold of 3 could dead-letter a
 # job killed while it reconciled, twice in a row (the poison scenario above keeps 3).
 @pytest.mark.stack_env(
-    appendonly=True, STARTPROC_REDRIVE_AFTER="120", STARTPROC_MAX_DELIVERIES="5"
+    appendonly=True,
+    appendfsync="everysec",  # production's; what the rewind below loses
+    STARTPROC_REDRIVE_AFTER="120",
+    STARTPROC_MAX_DELIVERIES="5",
 )
 def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
-    """Every fault at once; beat runs the sweeper, as in production."""
-    n = int(os.environ.get("STARTPROC_FAULTS_JOBS", "2000"))
+    """Every fault at once; beat runs the sweeper, as in production.
+
+    Engines fail starts and lookups at seeded rates and drop answers after
+    committing; worker children are SIGKILLed about every second; Redis is
+    SIGKILLed and restarted once, then loses its last second of writes once
+    (after the producer is done: jobs enqueued in that second would vanish).
+    """
+    n = JOBS
     main = faults.start_worker(pool="prefork", concurrency=4)
     faults.start_worker(pool="threads", concurrency=8)
     faults.stack.start_beat()
     ready = worker.enqueue({**C8, "variables": {"warm-up": True}})
     assert faults.results([ready])[ready] is not None  # chaos starts on running workers
-    for name in ("camunda8", "camunda7", "processmaker4"):
+    engines = ("camunda8", "camunda7", "processmaker4")
+    for name in engines:
         faults.sandbox.app(name).faults.configure(
-            error_rate=0.05, drop_after_commit_rate=0.03, seed=5, latency_ms=2
+            error_rate=0.05,
+            drop_after_commit_rate=0.03,
+            lookup_error_rate=0.2,
+            seed=5,
+            latency_ms=2,
         )
     jobs: list[dict[str, object]] = []
     for i in range(n):
@@ -335,24 +391,22 @@ def test_mixed_run_with_random_faults(faults: FaultStack) -> None:
     try:
         ids = worker.enqueue_many(jobs)
         app = faults.sandbox.app("camunda8")
-        assert app.wait_for_instances(n // 8, timeout=120)
-        faults.embedded.restart(kill=True)  # type: ignore[attr-defined]
+        server = faults.embedded  # type: ignore[attr-defined]
+        assert app.wait_for_instances(n // 16, timeout=scaled(15, 120))
+        server.restart(kill=True)
+        assert app.wait_for_instances(n // 8, timeout=scaled(15, 120))
+        lose_the_next_second(server, app, ids, starts=20)
     finally:
         stop.set()
         chaos.join(timeout=5)
     verdict = faults.verify(
-        f"mixed {n} jobs, random faults",
-        ids,
-        engines=("camunda8", "camunda7", "processmaker4"),
-        timeout=600,
+        f"mixed {n} jobs, random faults", ids, engines=engines, timeout=scaled(50, 300)
     )
     assert_clean(verdict, faults.logs(), faults.workdir)
     assert verdict.failed == 0, verdict.failures
     assert verdict.created == n - n // 4 and verdict.duplicates == n // 4
-    assert (
-        sum(
-            app.count()
-            for app in map(faults.sandbox.app, ("camunda8", "camunda7", "processmaker4"))
-        )
-        == n - n // 4 + 1
-    )
+    assert sum(faults.sandbox.app(name).count() for name in engines) == n - n // 4 + 1
+    assert found_after_the_switch(faults), "no job started in the lost second came back"
+    for name in engines:
+        injected = faults.sandbox.app(name).faults.snapshot()["injected"]
+        assert any(kind.startswith("lookup_") for kind in injected), (name, injected)

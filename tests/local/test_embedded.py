@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import redis
 
 from worker.local.embedded import EmbeddedRedis
@@ -60,3 +62,43 @@ def test_redis_dies_with_a_killed_parent() -> None:
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=10)
     assert _wait_gone(child)
+
+
+SYSTEM_REDIS = shutil.which("redis-server")
+
+
+@pytest.mark.parametrize(
+    "binary",
+    [
+        pytest.param(None, id="bundled"),
+        pytest.param(
+            SYSTEM_REDIS,
+            id="system",  # Redis >= 7 keeps its AOF in a directory
+            marks=pytest.mark.skipif(SYSTEM_REDIS is None, reason="no system redis-server"),
+        ),
+    ],
+)
+def test_rewind_loses_every_write_after_the_snapshot(
+    binary: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a host crash does to an everysec AOF, or a failover to a lagging replica."""
+    if binary is not None:
+        monkeypatch.setenv("STARTPROC_REDIS_SERVER", binary)
+    with EmbeddedRedis(appendonly=True, appendfsync="everysec") as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("before", "kept")
+        snapshot = server.snapshot()
+        client.set("after", "lost")
+        client.incr("before:counter")
+        first_run = client.info("server")["run_id"]
+        assert server.rewind(snapshot) > 0
+        client = redis.Redis.from_url(server.url)
+        assert client.get("before") == b"kept"
+        assert client.get("after") is None and client.get("before:counter") is None
+        assert client.info("server")["run_id"] != first_run
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+
+
+def test_appendfsync_is_checked() -> None:
+    with pytest.raises(ValueError, match="appendfsync"):
+        EmbeddedRedis(appendfsync="no")

@@ -25,6 +25,16 @@ One Redis hash per (target, idempotency key)::
                  (a timeout), and the resent claim must get the same answer, not
                  "busy" from its own lease
 
+A Redis that restarts or fails over may come back without its last writes (the
+last second of an ``everysec`` AOF after a host crash, a replica that lagged):
+claims, sends, outcomes, acknowledgements. The key ``startproc:redis-epoch``
+names the server the ledger last saw (``run_id``); a claim that meets another
+server notes the time (``since``). From then on an entry last written before
+that time, or missing for a job enqueued before it, may have lost a send: the
+claim reconciles first (``maybe_sent`` 3), like a takeover after a crash, and its
+fence jumps to the clock (ms), above any fence the lost writes handed out, so a
+holder from before the switch can no longer mark a send or write over it.
+
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
 return value, not an exception). Times come from the Redis server's clock
@@ -42,173 +52,31 @@ from typing import Literal
 
 import redis
 
+from worker.delivery.ledger_scripts import (
+    CLAIM as _CLAIM,
+)
+from worker.delivery.ledger_scripts import (
+    FINISH as _FINISH,
+)
+from worker.delivery.ledger_scripts import (
+    MARK_SENDING as _MARK_SENDING,
+)
+from worker.delivery.ledger_scripts import (
+    PREPARE_REPLAY as _PREPARE_REPLAY,
+)
+from worker.delivery.ledger_scripts import (
+    SETTLE_CREATED as _SETTLE_CREATED,
+)
 from worker.delivery.redis_batch import ScriptCall
-from worker.keys import alive_key, ledger_key
+from worker.keys import REDIS_EPOCH, alive_key, ledger_key
 
 ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
+CLOCK_SKEW_MARGIN = 5.0
+"""Seconds a clock (a producer's ``enqueued_at``, the old Redis server's) may run ahead of
+the new server's and a write made before a switch still be doubted."""
 FinalState = Literal["SUCCEEDED", "FAILED", "AMBIGUOUS", "RELEASED"]
 
-_NOW_MS = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-"""
-
-_CLAIM = _NOW_MS + """
-local h = KEYS[1]
-local fp, job = ARGV[1], ARGV[2]
-local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local send = ARGV[5] == '1'
-local holder, attempt, alive_prefix = ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local call = ARGV[9]
-local s = redis.call('HMGET', h, 'state', 'claim_call', 'claim_reply')
-local state = s[1]
-if state == 'IN_FLIGHT' and s[2] == call then
-  -- this very call again (redis-py resends a command whose answer was lost): same answer
-  return cjson.decode(s[3])
-end
-local function claimed(reply)
-  redis.call('HSET', h, 'holder', holder, 'claim_call', call, 'claim_reply', cjson.encode(reply))
-  redis.call('EXPIRE', h, ttl)
-  return reply
-end
-if not state then
-  if send then
-    -- a fresh key: claimed and marked as being sent in one step
-    redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
-               'lease_until', now + lease, 'attempts', 1, 'sent_fence', 1, 'created_at', now,
-               'updated_at', now)
-    return claimed({'claimed', 1, '', '', 0, 1, 0})
-  end
-  redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', 1,
-             'lease_until', now + lease, 'attempts', 0, 'created_at', now, 'updated_at', now)
-  return claimed({'claimed', 1, '', '', 0, 0, 0})
-end
-local f = redis.call('HMGET', h, 'fingerprint', 'job_id', 'instance_id', 'lease_until', 'fence',
-                     'sent_fence', 'attempts', 'updated_at', 'lost_send', 'holder')
-if f[1] ~= fp then return {'conflict', 0, f[2] or '', '', 0, 0, 0} end
-if state == 'SUCCEEDED' then
-  return {'duplicate', 0, f[2] or '', f[3] or '', 0, tonumber(f[7] or 0), 0}
-end
-local lease_until = tonumber(f[4] or 0)
-if state == 'IN_FLIGHT' and lease_until > now then
-  -- A live lease, unless its holder's heartbeat is gone: then it ends once the holder's
-  -- last attempt is surely over (`attempt` ms after its last write), not at lease_until.
-  local last = tonumber(f[8] or now)
-  local owner = f[10]
-  if not owner or owner == '' or redis.call('EXISTS', alive_prefix .. owner) == 1 then
-    return {'busy', 0, f[2] or '', '', lease_until - now, 0, 0}
-  end
-  if now - last < attempt then
-    return {'busy', 0, f[2] or '', '', math.min(lease_until, last + attempt) - now, 0, 0}
-  end
-end
--- Taking over: a dead holder or an AMBIGUOUS outcome may have created an instance.
--- Any holder that marked a send counts, not only the last one: a holder that
--- died while reconciling an earlier holder's send leaves that send unresolved.
--- 1: an answer was lost (AMBIGUOUS, now or ever before); 2: a holder died after
--- marking a send. Either loss is remembered for good (lost_send).
-local maybe_sent = 0
-if state == 'AMBIGUOUS' or f[9] == '1' then maybe_sent = 1 end
-if state == 'IN_FLIGHT' and f[6] then maybe_sent = 2 end
-if maybe_sent > 0 then redis.call('HSET', h, 'lost_send', 1) end
-local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
-local fence = redis.call('HINCRBY', h, 'fence', 1)
-redis.call('HSET', h, 'state', 'IN_FLIGHT', 'job_id', job, 'lease_until', now + lease,
-           'updated_at', now)
-return claimed({'claimed', fence, f[2] or '', '', maybe_sent, tonumber(f[7] or 0), since})
-"""
-
-_MARK_SENDING = _NOW_MS + """
-local h = KEYS[1]
-local f = redis.call('HMGET', h, 'fence', 'state')
-if f[1] ~= ARGV[1] or f[2] ~= 'IN_FLIGHT' then return 0 end
-redis.call('HSET', h, 'sent_fence', ARGV[1], 'lease_until', now + tonumber(ARGV[2]),
-           'updated_at', now)
-return redis.call('HINCRBY', h, 'attempts', 1)
-"""
-
-_FINISH = _NOW_MS + """
-local h = KEYS[1]
-local fence, state, fp = ARGV[1], ARGV[2], ARGV[5]
-local stored = redis.call('HGET', h, 'fence')
-if stored ~= fence then
-  -- Only a higher fence means another holder took the key over. No entry, or a lower
-  -- fence (a claim made after Redis lost the entry), means Redis lost what this holder
-  -- wrote: rebuild the entry from what it knows, a success over such a claim too.
-  local lost = not stored or (state == 'SUCCEEDED' and tonumber(stored) < tonumber(fence))
-  if fp == '' or not lost then return 0 end
-  redis.call('HSET', h, 'fingerprint', fp, 'job_id', ARGV[6], 'fence', fence,
-             'sent_fence', fence)
-  redis.call('HSETNX', h, 'created_at', now)
-  if tonumber(redis.call('HGET', h, 'attempts') or 0) < tonumber(ARGV[7]) then
-    redis.call('HSET', h, 'attempts', ARGV[7])
-  end
-end
-redis.call('HSET', h, 'state', state, 'instance_id', ARGV[3], 'updated_at', now,
-           'lease_until', 0)
-if state == 'RELEASED' then redis.call('HDEL', h, 'sent_fence') end
-if state == 'AMBIGUOUS' then redis.call('HSET', h, 'lost_send', 1) end
-redis.call('EXPIRE', h, tonumber(ARGV[4]))
-return 1
-"""
-
 ReplayMode = Literal["lookup", "unknown", "not_created"]
-
-_PREPARE_REPLAY = _NOW_MS + """
-local h = KEYS[1]
-local fp, job, mode, last, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local f = redis.call('HMGET', h, 'state', 'lease_until', 'sent_fence', 'lost_send')
-local state = f[1]
-if not state then
-  if mode == 'not_created' then return 'ABSENT' end
-  -- Forgotten (retention): an earlier attempt may have created the instance.
-  redis.call('HSET', h, 'state', 'AMBIGUOUS', 'fingerprint', fp, 'job_id', job, 'fence', 1,
-             'sent_fence', 1, 'attempts', 0, 'lease_until', 0, 'created_at', now,
-             'updated_at', last)
-  redis.call('EXPIRE', h, ttl)
-  return 'UNKNOWN'
-end
-if state == 'SUCCEEDED' then return state end
-if state == 'IN_FLIGHT' and tonumber(f[2] or 0) > now then return 'BUSY' end
-if mode == 'not_created' then
-  redis.call('HINCRBY', h, 'fence', 1)
-  redis.call('HSET', h, 'state', 'RELEASED', 'lease_until', 0, 'updated_at', now)
-  -- a person checked the engine: no lost send is left to look for
-  redis.call('HDEL', h, 'sent_fence', 'lost_send')
-  redis.call('EXPIRE', h, ttl)
-  return 'RELEASED'
-end
-local maybe_sent = state == 'AMBIGUOUS' or f[4] == '1' or (state == 'IN_FLIGHT' and f[3])
-if mode == 'lookup' then
-  if not maybe_sent then
-    local fence = redis.call('HINCRBY', h, 'fence', 1)
-    redis.call('HSET', h, 'state', 'AMBIGUOUS', 'sent_fence', fence, 'lease_until', 0)
-  end
-  return 'LOOKUP'
-end
-if maybe_sent then return 'MAYBE_SENT' end
-return state
-"""
-
-_SETTLE_CREATED = _NOW_MS + """
-local h = KEYS[1]
-local fp, job, instance, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local f = redis.call('HMGET', h, 'state', 'instance_id', 'lease_until', 'job_id')
-if f[1] == 'SUCCEEDED' then
-  if f[2] == instance then return {'ALREADY', f[2], f[4] or ''} end
-  return {'CONFLICT', f[2] or '', f[4] or ''}
-end
-if f[1] == 'IN_FLIGHT' and tonumber(f[3] or 0) > now then return {'BUSY', '', f[4] or ''} end
-if f[1] then
-  redis.call('HINCRBY', h, 'fence', 1)
-else
-  redis.call('HSET', h, 'fingerprint', fp, 'fence', 1, 'attempts', 0, 'created_at', now)
-end
-redis.call('HSET', h, 'state', 'SUCCEEDED', 'instance_id', instance, 'job_id', job,
-           'lease_until', 0, 'updated_at', now, 'resolved_by', 'person')
-redis.call('EXPIRE', h, ttl)
-return {'SUCCEEDED', instance, job}
-"""
 
 
 @dataclass(frozen=True)
@@ -223,8 +91,11 @@ class Claim:
     """True when a previous holder may have created an instance: reconcile first."""
     holder_died: bool = False
     """``maybe_sent`` because a holder died after marking a send (not an answer lost)."""
+    writes_lost: bool = False
+    """``maybe_sent`` because Redis switched since the entry was written (or it is missing)."""
     since_send: float = 0.0
-    """With ``maybe_sent``: seconds since that holder's last write (its send or its outcome)."""
+    """With ``maybe_sent``: seconds since that holder's last write (its send or its outcome),
+    or since the switch (``writes_lost``)."""
     wait_ms: int = 0
     attempts: int = 0
     sending: bool = False
@@ -254,6 +125,7 @@ class Ledger:
         holder: str = "",
         attempt_seconds: float = 0.0,
         call: str | None = None,
+        enqueued_at: float | None = None,
     ) -> Claim:
         """Ask for the key. ``send``: a key nobody had is also marked as being sent.
 
@@ -263,10 +135,14 @@ class Ledger:
         ``attempt_seconds``: the longest one HTTP attempt to the target can
         take; a dead holder's lease is taken over that long after its last write.
         ``call`` identifies this call (a fresh token by default), so the client
-        library may safely resend it after a timeout.
+        library may safely resend it after a timeout. ``enqueued_at`` (Unix
+        time; None: unknown, so maybe long ago): a job enqueued before a Redis
+        switch, or within `CLOCK_SKEW_MARGIN` or one attempt after it, finding no
+        entry reconciles first.
         """
+        enqueued_ms = 0 if enqueued_at is None else int(enqueued_at * 1000)
         raw = self._claim(
-            keys=[ledger_key(target, key)],
+            keys=[ledger_key(target, key), REDIS_EPOCH],
             args=[
                 fingerprint,
                 job_id,
@@ -277,6 +153,8 @@ class Ledger:
                 int(attempt_seconds * 1000),
                 alive_key(""),
                 call or uuid.uuid4().hex,
+                max(enqueued_ms, 0),
+                int(CLOCK_SKEW_MARGIN * 1000),
             ],
         )
         status, fence, other, instance, extra, attempts, since = raw
@@ -289,6 +167,7 @@ class Ledger:
             instance_id=instance,
             maybe_sent=bool(int(extra)),
             holder_died=int(extra) == 2,
+            writes_lost=int(extra) == 3,
             since_send=int(since) / 1000,
             attempts=int(attempts),
             sending=send and status == "claimed" and int(fence) == 1 and int(attempts) == 1,

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -62,10 +63,21 @@ class EmbeddedRedis:
     """A private redis-server child process. Use as a context manager."""
 
     def __init__(
-        self, appendonly: bool = False, port: int | None = None, data_dir: Path | None = None
+        self,
+        appendonly: bool = False,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        appendfsync: str = "always",
     ) -> None:
-        """``data_dir``: keep the data there (kept on close); default a private temporary one."""
+        """``data_dir``: keep the data there (kept on close); default a private temporary one.
+
+        ``appendfsync``: ``always`` (every write on disk before its answer) or
+        ``everysec`` (production's setting; see `rewind` for what it may lose).
+        """
+        if appendfsync not in ("always", "everysec"):
+            raise ValueError(f"appendfsync must be 'always' or 'everysec', not {appendfsync!r}")
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.port = port or free_port()
         self.keep = data_dir is not None
         if data_dir is not None:
@@ -91,7 +103,7 @@ class EmbeddedRedis:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "always",
+            self.appendfsync,
             "--daemonize",
             "no",
             "--protected-mode",
@@ -147,6 +159,25 @@ class EmbeddedRedis:
         self.stop(kill=kill)
         self.start()
 
+    def snapshot(self) -> AofSnapshot:
+        """Copy the append-only file as it is now (fault tests: see `rewind`)."""
+        if not self.appendonly:
+            raise RuntimeError("snapshot needs appendonly=True")
+        return AofSnapshot.take(self.dir)
+
+    def rewind(self, snapshot: AofSnapshot) -> int:
+        """SIGKILL the server, put ``snapshot``'s AOF back and start again on the same port.
+
+        Every write since the snapshot is lost, as when a host crash takes the
+        last second of an ``everysec`` AOF, or a failover promotes a replica
+        that lagged: a plain SIGKILL loses almost nothing (the OS page cache
+        keeps what the server wrote). Returns the bytes of AOF dropped.
+        """
+        self.stop(kill=True)
+        dropped = snapshot.restore(self.dir)
+        self.start()
+        return dropped
+
     def close(self) -> None:
         self.stop()
         if not self.keep:
@@ -159,3 +190,48 @@ class EmbeddedRedis:
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class AofSnapshot:
+    """A copy of a server's AOF: ``appendonly.aof``, or ``appendonlydir`` (Redis >= 7)."""
+
+    copy: Path
+    name: str
+    size: int
+
+    @classmethod
+    def take(cls, data_dir: Path) -> AofSnapshot:
+        copy = Path(tempfile.mkdtemp(prefix="aof-snapshot-"))
+        for name in AOF_NAMES:
+            source = data_dir / name
+            if source.is_dir():
+                shutil.copytree(source, copy / name)
+                return cls(copy, name, _size(copy / name))
+            if source.is_file():
+                shutil.copyfile(source, copy / name)
+                return cls(copy, name, _size(copy / name))
+        shutil.rmtree(copy, ignore_errors=True)
+        raise RuntimeError(f"no append-only file in {data_dir}")
+
+    def restore(self, data_dir: Path) -> int:
+        """Replace the AOF in ``data_dir`` (server stopped) by this copy; bytes dropped."""
+        target = data_dir / self.name
+        dropped = _size(target) - self.size
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        shutil.move(str(self.copy / self.name), target)
+        shutil.rmtree(self.copy, ignore_errors=True)
+        return dropped
+
+
+AOF_NAMES = ("appendonlydir", "appendonly.aof")
+"""Where redis-server keeps its AOF: a directory since 7.0, one file before."""
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else 0

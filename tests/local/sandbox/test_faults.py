@@ -234,7 +234,7 @@ def test_invalid_fault_specs_are_refused(client: Callable[[str], EngineClient],
 
 @pytest.mark.parametrize("settings", [
     {"error_rate": 1.5}, {"drop_after_commit_rate": -0.1}, {"latency_ms": -1},
-    {"error_status": 200},
+    {"error_status": 200}, {"lookup_error_rate": 1.01},
 ])
 def test_invalid_settings_are_refused(client: Callable[[str], EngineClient],
                                       settings: dict[str, float]) -> None:
@@ -279,3 +279,43 @@ def test_bad_trickles_are_refused(client: Callable[[str], EngineClient],
                                   spec: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         client("camunda8").app.faults.script([spec])
+
+
+@pytest.mark.parametrize("name", sorted(LOOKUPS))
+def test_a_standing_lookup_error_rate_fails_lookups_only(
+        client: Callable[[str], EngineClient], name: str) -> None:
+    """A steady stream of failing lookups (the long fault run's): 503, 502 or no answer."""
+    engine = client(name)
+    engine.app.faults.configure(lookup_error_rate=1.0, seed=3)
+    answers: list[int | str] = []
+    for _ in range(30):
+        try:
+            answers.append(LOOKUPS[name](engine).status_code)
+        except requests.ConnectionError:
+            answers.append("dropped")
+    assert set(answers) == {engine.app.transient_status, 502, "dropped"}
+    assert engine.start().status_code in (200, 201)  # starts are left alone
+    injected = engine.app.stats()["faults_injected"]
+    assert set(injected) == {"lookup_error", "lookup_drop_before_commit"}
+    assert sum(injected.values()) == 30
+    engine.app.faults.configure(lookup_error_rate=0.0)
+    assert LOOKUPS[name](engine).status_code == 200
+
+
+def test_a_seeded_lookup_error_rate_is_reproducible(
+        client: Callable[[str], EngineClient]) -> None:
+    c8 = client("camunda8")
+
+    def run() -> list[int | str]:
+        c8.app.faults.configure(lookup_error_rate=0.5, seed=11)
+        seen: list[int | str] = []
+        for _ in range(20):
+            try:
+                seen.append(LOOKUPS["camunda8"](c8).status_code)
+            except requests.ConnectionError:
+                seen.append("dropped")
+        return seen
+
+    first = run()
+    assert 200 in first and len(set(first)) > 1
+    assert run() == first

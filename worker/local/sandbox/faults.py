@@ -21,10 +21,14 @@ Two sources, scripted first:
   it is that old, judged at search time: setting the lag back to 0 makes
   everything visible at once, with no waiting in tests),
   ``token_latency_ms`` (a slow OAuth2 token endpoint; a request waiting out
-  the latency is released as soon as the knob is set lower) and
+  the latency is released as soon as the knob is set lower),
   ``capacity_per_s`` (the engine takes that many starts a second, a tenth of
   a second's worth at once; it refuses the rest with ``capacity_status``,
   429 by default, before a scripted fault is drawn: a gateway's rate limit).
+  These apply to start requests; ``lookup_error_rate`` is the lookups' own: a
+  drawn lookup answers the engine's transient error, 502, or drops the
+  connection (a timeout, as a client sees it), each a third of the time, from
+  the same seeded RNG. ``snapshot()`` counts lookup faults apart (``lookup_error``, …).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from worker.local.sandbox.web import JsonDict
@@ -118,6 +122,15 @@ class FaultSettings:
     token_latency_ms: int = 0
     capacity_per_s: float = 0.0
     capacity_status: int = 429
+    lookup_error_rate: float = 0.0
+
+
+_LOOKUP_FAULTS = (
+    Fault(error=True, on="lookup"),
+    Fault(error=True, status=502, on="lookup"),
+    Fault(drop="before_commit", on="lookup"),
+)
+"""What a drawn lookup fault is: the engine's "try later", a proxy's 502, no answer at all."""
 
 
 class FaultKnobs:
@@ -144,13 +157,15 @@ class FaultKnobs:
         token_latency_ms: int = 0,
         capacity_per_s: float = 0.0,
         capacity_status: int = 429,
+        lookup_error_rate: float = 0.0,
     ) -> FaultSettings:
         """Replace every standing knob (omitted ones go back to off).
 
         ``seed`` None seeds the RNG from the OS: pass a seed for reproducible runs.
         """
         for name, rate in (("error_rate", error_rate),
-                           ("drop_after_commit_rate", drop_after_commit_rate)):
+                           ("drop_after_commit_rate", drop_after_commit_rate),
+                           ("lookup_error_rate", lookup_error_rate)):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], not {rate!r}")
         if latency_ms < 0 or search_lag_ms < 0 or token_latency_ms < 0:
@@ -161,7 +176,7 @@ class FaultKnobs:
             raise ValueError("capacity_per_s must be >= 0 and capacity_status an error status")
         settings = FaultSettings(latency_ms, error_rate, error_status,
                                  drop_after_commit_rate, search_lag_ms, seed, token_latency_ms,
-                                 float(capacity_per_s), capacity_status)
+                                 float(capacity_per_s), capacity_status, lookup_error_rate)
         with self._changed:
             self._settings = settings
             self._rng = random.Random(seed)
@@ -231,16 +246,16 @@ class FaultKnobs:
                 self._changed.wait(left)
 
     def next_fault(self, on: RequestKind = "start") -> Fault | None:
-        """The fault for this request: the next scripted one for its kind, else (a start) a draw.
+        """The fault for this request: the next scripted one for its kind, else a draw.
 
-        The standing knobs apply to start requests only.
+        Starts draw from the start knobs, lookups from ``lookup_error_rate``.
         """
         with self._lock:
             index = next((i for i, f in enumerate(self._script) if f.on == on), None)
             if index is not None:
                 fault: Fault | None = self._script.pop(index)
             else:
-                fault = self._draw() if on == "start" else None
+                fault = self._draw() if on == "start" else self._draw_lookup()
         if fault is not None:
             self._count(_kind(fault))
         return fault
@@ -251,6 +266,12 @@ class FaultKnobs:
             return Fault(error=True, status=settings.error_status)
         if settings.drop_after_commit_rate and self._rng.random() < settings.drop_after_commit_rate:
             return Fault(drop="after_commit")
+        return None
+
+    def _draw_lookup(self) -> Fault | None:
+        rate = self._settings.lookup_error_rate
+        if rate and self._rng.random() < rate:
+            return self._rng.choice(_LOOKUP_FAULTS)
         return None
 
     def _count(self, kind: str) -> None:
@@ -277,6 +298,9 @@ class FaultKnobs:
 
 
 def _kind(fault: Fault) -> str:
+    """How ``snapshot()["injected"]`` counts it; lookup faults as ``lookup_<kind>``."""
+    if fault.on == "lookup":
+        return f"lookup_{_kind(replace(fault, on='start'))}"
     if fault.drop is not None:
         return f"drop_{fault.drop}"
     if fault.error:
