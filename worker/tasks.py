@@ -7,7 +7,6 @@ re-queueing with a countdown.
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -175,23 +174,3 @@ def _flush_child_spans(**_: Any) -> None:
 @signals.worker_shutdown.connect
 def _flush_spans(**_: Any) -> None:
     tracing.shutdown()
-
-
-_heartbeat: list[Any] = []
-"""The running worker's `worker.delivery.heartbeat.Heartbeat` (none before ``worker_ready``)."""
-
-
-@signals.worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    """The worker's heartbeat in Redis (`worker.delivery.heartbeat`), for the "no worker" alert."""
-    from worker.broker.connections import shared_redis
-    from worker.delivery.heartbeat import Heartbeat
-
-    node = str(getattr(sender, "hostname", None) or socket.gethostname())
-    _heartbeat.append(Heartbeat(shared_redis(cfg.require_redis()), node).start())
-
-
-@signals.worker_shutdown.connect
-def _stop_heartbeat(**_: Any) -> None:
-    while _heartbeat:
-        _heartbeat.pop().stop()

@@ -19,8 +19,8 @@ from tests.support.service import C8_JOB, run
 from worker import keys, producer
 from worker.config import environment
 from worker.delivery import backlog
+from worker.delivery.beacons import Beacon, beacon
 from worker.delivery.dlq import DeadLetters
-from worker.delivery.heartbeat import Heartbeat
 from worker.metrics import _queue_lists
 from worker.runtime import Runtime
 from worker.service import Delivery, RetryLater
@@ -146,10 +146,11 @@ def test_entries_written_before_counting_are_recounted_once(redis_client: redis.
 
 
 def test_worker_heartbeats(redis_client: redis.Redis) -> None:
+    """The console's beacons are the metrics' heartbeats: one writer per worker."""
     alive, age = backlog.workers(redis_client, alive_within=60)
     assert (alive, age) == (0, math.inf)
-    first = Heartbeat(redis_client, "worker-a@host", interval=0.05).start()
-    Heartbeat(redis_client, "worker-b@host").beat()
+    first = Beacon(redis_client, "worker-a@host", {"pool": "threads"}).start()
+    beacon(redis_client, "worker-b@host", {})
     redis_client.zadd(keys.WORKERS, {"gone@host": float(redis_client.time()[0]) - 600})
     deadline = time.monotonic() + 10
     while redis_client.zscore(keys.WORKERS, "worker-a@host") is None:

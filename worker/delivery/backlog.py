@@ -18,7 +18,7 @@ amount of work whatever the backlog's size:
   and the alert on a backlog that does not drain cover RabbitMQ instead.
 * **In flight**: jobs a worker took and has not decided (running, or waiting
   for a retry), from `worker.delivery.inflight.InFlight.running`: two commands.
-* **Workers**: the heartbeats of `worker.delivery.heartbeat`: one ``ZRANGE``.
+* **Workers**: the beacons of `worker.delivery.beacons`: one ``ZRANGE``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 
 from worker import keys
+from worker.delivery.beacons import FRESH as ALIVE_WITHIN
 from worker.delivery.dlq import KINDS, OTHER, DeadLetters
-from worker.delivery.heartbeat import ALIVE_WITHIN
 from worker.delivery.inflight import InFlight
 
 PUBLISHED_AT = "startproc_published_at"

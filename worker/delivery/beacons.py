@@ -1,16 +1,19 @@
-"""Which workers are alive, for people: each worker writes a beacon to Redis every few seconds.
+"""Which workers are alive: each worker writes a beacon to Redis every few seconds.
 
-(`worker.delivery.liveness` is the other half: per-process heartbeat keys with a TTL that
-the sweeper and the ledger use to take a dead holder's jobs over; a beacon only
-describes a worker for the console.)
+One beacon per worker serves both readers: the console's list of live workers
+and the metrics' ``startproc_workers_alive`` / heartbeat age (the "no worker"
+alert, `worker.delivery.backlog`). Scores are the Redis server's clock, so
+worker hosts with skewed clocks still compare. (`worker.delivery.liveness` is
+another thing: per-process keys with a TTL that the sweeper and the ledger use
+to take a dead holder's jobs over.)
 
 The console (and anything else that only has Redis) reads them without
 Celery: asking the workers themselves (``celery inspect ping``) needs a
 Celery app, a broadcast over the broker and a reply timeout on every page
 view, and Celery's own event heartbeats only exist with ``-E`` and need an
 event consumer. A beacon is one ZADD into ``startproc:workers`` (member
-``hostname``, score = Unix time) plus a small JSON description, so a worker
-that died simply stops being fresh; stale members are dropped on read.
+``hostname``, score = the server's Unix time) plus a small JSON description,
+so a worker that died simply stops being fresh; stale members are dropped.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import redis
 from worker import keys
 
 INTERVAL = 10.0  # seconds between beacons
-FRESH = 3 * INTERVAL  # a worker whose last beacon is older is not alive
+FRESH = 3 * INTERVAL  # a worker whose last beacon is older is not alive (also for the metrics)
 FORGET = 3600.0  # stale members older than this are removed on read
 INFO = f"{keys.WORKERS}:info"
 
@@ -39,16 +42,26 @@ class LiveWorker:
     name: str
     seen: float
     info: dict[str, Any]
+    now: float
+    """The server's time when this was read: ``age`` is on one clock."""
 
     @property
     def age(self) -> float:
-        return max(time.time() - self.seen, 0.0)
+        return max(self.now - self.seen, 0.0)
+
+
+def server_now(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1e6
 
 
 def beacon(client: redis.Redis, name: str, info: dict[str, Any]) -> None:
+    """One beacon on the server's clock; names silent for `FORGET` go in the same round trip."""
+    now = server_now(client)
     pipe = client.pipeline(transaction=False)
-    pipe.zadd(keys.WORKERS, {name: time.time()})
+    pipe.zadd(keys.WORKERS, {name: now})
     pipe.hset(INFO, name, json.dumps(info))
+    pipe.zremrangebyscore(keys.WORKERS, "-inf", now - FORGET)
     pipe.execute()
 
 
@@ -61,13 +74,15 @@ def forget(client: redis.Redis, name: str) -> None:
 
 
 def live_workers(client: redis.Redis, fresh: float = FRESH) -> list[LiveWorker]:
-    now = time.time()
+    now = server_now(client)
     pipe = client.pipeline(transaction=False)
     pipe.zremrangebyscore(keys.WORKERS, "-inf", now - FORGET)
     pipe.zrangebyscore(keys.WORKERS, now - fresh, "+inf", withscores=True)
     pipe.hgetall(INFO)
     _, members, infos = pipe.execute()
-    return [LiveWorker(str(name), float(seen), _info(infos.get(name))) for name, seen in members]
+    return [
+        LiveWorker(str(name), float(seen), _info(infos.get(name)), now) for name, seen in members
+    ]
 
 
 def _info(raw: Any) -> dict[str, Any]:
