@@ -30,10 +30,12 @@ last second of an ``everysec`` AOF after a host crash, a replica that lagged):
 claims, sends, outcomes, acknowledgements. The key ``startproc:redis-epoch``
 names the server the ledger last saw (``run_id``); a claim that meets another
 server notes the time (``since``). From then on an entry last written before
-that time, or missing for a job enqueued before it, may have lost a send: the
-claim reconciles first (``maybe_sent`` 3), like a takeover after a crash, and its
-fence jumps to the clock (ms), above any fence the lost writes handed out, so a
-holder from before the switch can no longer mark a send or write over it.
+that time, or missing for a job enqueued before it, may have lost a send. Such a
+key is busy for a few seconds after the switch (a holder from before it may still
+be sending, and its outcome rebuilds the entry); then the claim reconciles first
+(``maybe_sent`` 3), like a takeover after a crash, and its fence jumps to the clock
+(ms), above any fence the lost writes handed out, so a holder from before the
+switch can no longer mark a send or write over it.
 
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
@@ -101,8 +103,9 @@ local function switched_at()
 end
 -- Writes stamped before `doubt` are doubted: the switch plus a margin for clocks (a
 -- producer's, the old server's) running ahead of this server's, or plus one attempt
--- when longer: a holder from before the switch may still be sending for a key whose
--- entry was lost, until its outcome rebuilds the entry.
+-- when longer. Until then a doubted key is busy: a holder from before the switch may
+-- still be sending for it, and its outcome rebuilds the entry (then this job is a
+-- duplicate of it, not a second job that found the instance and calls it its own).
 local function doubted()
   local switched = switched_at()
   if switched == 0 then return 0, 0 end
@@ -111,6 +114,7 @@ end
 if not state then
   local switched, doubt = doubted()
   if enqueued < doubt then
+    if now < doubt then return {'busy', 0, '', '', doubt - now, 0, 0} end
     -- Enqueued before the switch: its entry (and an instance) may have been lost with it.
     -- The fence jumps to the clock, above any a holder from before the switch may hold.
     redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', now,
@@ -161,6 +165,7 @@ local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
 local switched, doubt = doubted()
 local fence = tonumber(f[5] or 0) + 1
 if tonumber(f[8] or 0) < doubt then
+  if now < doubt then return {'busy', 0, f[2] or '', '', doubt - now, 0, 0} end
   -- a send after the entry's last write may have been lost, at most this long ago, by a
   -- holder whose fence the entry forgot: jump above it
   maybe_sent, since, fence = 3, math.min(since, now - switched), math.max(fence, now)
@@ -324,7 +329,7 @@ class Ledger:
         library may safely resend it after a timeout. ``enqueued_at`` (Unix
         time; None: unknown, so maybe long ago): a job enqueued before a Redis
         switch, or within `CLOCK_SKEW_MARGIN` or one attempt after it, finding no
-        entry reconciles first.
+        entry waits until then (busy) and reconciles first.
         """
         enqueued_ms = 0 if enqueued_at is None else int(enqueued_at * 1000)
         raw = self._claim(
