@@ -10,6 +10,7 @@ import redis
 
 from tests.support.redis_proxy import ReplyDropper
 from worker.delivery.ledger import Ledger
+from worker.keys import REDIS_EPOCH as EPOCH
 
 
 def make(client: redis.Redis, lease: int = 60) -> Ledger:
@@ -431,14 +432,21 @@ def test_a_success_found_by_hand_is_recorded_once(redis_client: redis.Redis) -> 
 def switch_servers(client: redis.Redis) -> None:
     """As if the ledger had last been used on another server: what a restart or a
     failover looks like to the claim script (the epoch names another run_id)."""
-    client.hset("startproc:redis-epoch", mapping={"run_id": "0" * 40, "since": 0})
+    client.hset(EPOCH, mapping={"run_id": "0" * 40, "since": 0})
+
+
+def age_the_switch(client: redis.Redis, seconds: float = 60.0) -> None:
+    """As if the switch had been noticed ``seconds`` ago: its wait is over."""
+    since = int(client.hget(EPOCH, "since") or 0)
+    assert since > 0, "no claim has noticed the switch yet"
+    client.hset(EPOCH, "since", since - int(seconds * 1000))
 
 
 def test_the_first_server_the_ledger_sees_doubts_nothing(redis_client: redis.Redis) -> None:
     ledger = make(redis_client)
     fresh = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=0.0)
     assert fresh.sending and not fresh.maybe_sent
-    epoch = redis_client.hgetall("startproc:redis-epoch")
+    epoch = redis_client.hgetall(EPOCH)
     assert epoch == {"run_id": redis_client.info("server")["run_id"], "since": "0"}
 
 
@@ -447,18 +455,22 @@ def test_a_job_enqueued_before_a_redis_switch_reconciles_its_missing_entry(
 ) -> None:
     """Its claim, send and outcome may have been in the writes the switch lost."""
     ledger = make(redis_client)
-    before = time.time() - 1
+    before = time.time() - 120
     holder = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=before)
     redis_client.delete("startproc:ledger:t:k")  # ...lost with the switch
     switch_servers(redis_client)
+    # First it waits: a holder from before the switch may still be sending for the key
+    waiting = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=before)
+    assert waiting.status == "busy" and 4_000 < waiting.wait_ms <= 5_000  # the clock margin
+    assert not redis_client.exists("startproc:ledger:t:k")
+    assert int(redis_client.hget(EPOCH, "since") or 0) > 0
+    age_the_switch(redis_client)
     again = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=before)
     assert again.status == "claimed" and again.maybe_sent and again.writes_lost
     assert not again.sending and not again.holder_died
-    assert 0.0 <= again.since_send < 5.0  # the switch was just now
+    assert 59.0 < again.since_send < 65.0  # since the switch
     assert again.fence > 1_000_000_000_000  # the clock: above any fence handed out before
     assert ledger.mark_sending("t", "k", holder.fence) is None  # the old holder cannot send
-    since = int(redis_client.hget("startproc:redis-epoch", "since") or 0)
-    assert since > 0
     redis_client.hset("startproc:ledger:t:k", "lease_until", 0)  # died while reconciling
     assert ledger.claim("t", "k", "fp", "job-1", enqueued_at=before).maybe_sent  # for good
     unknown = ledger.claim("t", "other", "fp", "job-2", enqueued_at=None)
@@ -471,14 +483,14 @@ def test_a_job_enqueued_after_a_redis_switch_is_a_plain_fresh_key(
     ledger = make(redis_client)
     ledger.claim("t", "first", "fp", "job-0")
     switch_servers(redis_client)
-    ledger.claim("t", "first", "fp", "job-0")  # the claim that notices the switch
+    assert ledger.claim("t", "notices", "fp", "job-0").status == "busy"
     later = time.time() + 10  # past the switch and the clock margin
     fresh = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=later)
     assert fresh.sending and fresh.fence == 1 and not fresh.maybe_sent
     # ...unless a send from before the switch may still be in the air for the key: its
     # holder's outcome rebuilds the entry only when the answer comes, one attempt later
     soon = ledger.claim("t", "k2", "fp", "job-2", attempt_seconds=30, enqueued_at=later)
-    assert soon.maybe_sent and soon.writes_lost
+    assert soon.status == "busy" and 25_000 < soon.wait_ms <= 30_000
 
 
 def test_an_entry_last_written_before_a_redis_switch_reconciles_on_takeover(
@@ -490,10 +502,14 @@ def test_an_entry_last_written_before_a_redis_switch_reconciles_on_takeover(
     first = ledger.claim("t", "k", "fp", "job-1", send=True)
     assert ledger.finish("t", "k", first.fence, "RELEASED")
     assert not ledger.claim("t", "plain", "fp", "job-9").maybe_sent
+    two_minutes_ago = int((time.time() - 120) * 1000)
+    redis_client.hset("startproc:ledger:t:k", "updated_at", two_minutes_ago)
     switch_servers(redis_client)
+    assert ledger.claim("t", "k", "fp", "job-1", send=True).status == "busy"
+    age_the_switch(redis_client)  # a minute ago: after that last write
     retry = ledger.claim("t", "k", "fp", "job-1", send=True)
     assert retry.status == "claimed" and retry.maybe_sent and retry.writes_lost
-    assert 0.0 <= retry.since_send < 5.0 and retry.fence > 1_000_000_000_000
+    assert 59.0 < retry.since_send < 65.0 and retry.fence > 1_000_000_000_000
     assert ledger.mark_sending("t", "k", first.fence + 1) is None  # a lost holder's fence
     assert ledger.mark_sending("t", "k", retry.fence) == 2
     assert ledger.finish("t", "k", retry.fence, "SUCCEEDED", "inst-1")
@@ -507,14 +523,17 @@ def test_a_real_restart_without_the_last_writes_is_noticed() -> None:
     with EmbeddedRedis(appendonly=True, appendfsync="everysec") as server:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         ledger = make(client)
-        enqueued = time.time()
+        enqueued = time.time() - 120  # before the switch, also once it is aged
         assert not ledger.claim("t", "seen", "fp", "job-0", enqueued_at=enqueued).maybe_sent
         snapshot = server.snapshot()
         holder = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=enqueued)
         assert ledger.finish("t", "k", holder.fence, "SUCCEEDED", "inst-1")
         server.rewind(snapshot)
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        again = make(client).claim("t", "k", "fp", "job-1", send=True, enqueued_at=enqueued)
+        ledger = make(client)
+        assert ledger.claim("t", "k", "fp", "job-1", enqueued_at=enqueued).status == "busy"
+        age_the_switch(client)
+        again = ledger.claim("t", "k", "fp", "job-1", send=True, enqueued_at=enqueued)
         assert again.status == "claimed" and again.writes_lost and not again.sending
 
 

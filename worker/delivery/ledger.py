@@ -30,10 +30,12 @@ last second of an ``everysec`` AOF after a host crash, a replica that lagged):
 claims, sends, outcomes, acknowledgements. The key ``startproc:redis-epoch``
 names the server the ledger last saw (``run_id``); a claim that meets another
 server notes the time (``since``). From then on an entry last written before
-that time, or missing for a job enqueued before it, may have lost a send: the
-claim reconciles first (``maybe_sent`` 3), like a takeover after a crash, and its
-fence jumps to the clock (ms), above any fence the lost writes handed out, so a
-holder from before the switch can no longer mark a send or write over it.
+that time, or missing for a job enqueued before it, may have lost a send. Such a
+key is busy for a few seconds after the switch (a holder from before it may still
+be sending, and its outcome rebuilds the entry); then the claim reconciles first
+(``maybe_sent`` 3), like a takeover after a crash, and its fence jumps to the clock
+(ms), above any fence the lost writes handed out, so a holder from before the
+switch can no longer mark a send or write over it.
 
 Every transition is one Lua script, so two workers racing on a key can never
 both be told to call the engine (like arq's atomic enqueue: the outcome is a
@@ -138,7 +140,7 @@ class Ledger:
         library may safely resend it after a timeout. ``enqueued_at`` (Unix
         time; None: unknown, so maybe long ago): a job enqueued before a Redis
         switch, or within `CLOCK_SKEW_MARGIN` or one attempt after it, finding no
-        entry reconciles first.
+        entry waits until then (busy) and reconciles first.
         """
         enqueued_ms = 0 if enqueued_at is None else int(enqueued_at * 1000)
         raw = self._claim(

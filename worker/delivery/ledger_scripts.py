@@ -45,8 +45,9 @@ local function switched_at()
 end
 -- Writes stamped before `doubt` are doubted: the switch plus a margin for clocks (a
 -- producer's, the old server's) running ahead of this server's, or plus one attempt
--- when longer: a holder from before the switch may still be sending for a key whose
--- entry was lost, until its outcome rebuilds the entry.
+-- when longer. Until then a doubted key is busy: a holder from before the switch may
+-- still be sending for it, and its outcome rebuilds the entry (then this job is a
+-- duplicate of it, not a second job that found the instance and calls it its own).
 local function doubted()
   local switched = switched_at()
   if switched == 0 then return 0, 0 end
@@ -55,6 +56,7 @@ end
 if not state then
   local switched, doubt = doubted()
   if enqueued < doubt then
+    if now < doubt then return {'busy', 0, '', '', doubt - now, 0, 0} end
     -- Enqueued before the switch: its entry (and an instance) may have been lost with it.
     -- The fence jumps to the clock, above any a holder from before the switch may hold.
     redis.call('HSET', h, 'state', 'IN_FLIGHT', 'fingerprint', fp, 'job_id', job, 'fence', now,
@@ -105,6 +107,7 @@ local since = now - tonumber(f[8] or now)  -- ms since that holder last wrote
 local switched, doubt = doubted()
 local fence = tonumber(f[5] or 0) + 1
 if tonumber(f[8] or 0) < doubt then
+  if now < doubt then return {'busy', 0, f[2] or '', '', doubt - now, 0, 0} end
   -- a send after the entry's last write may have been lost, at most this long ago, by a
   -- holder whose fence the entry forgot: jump above it
   maybe_sent, since, fence = 3, math.min(since, now - switched), math.max(fence, now)

@@ -159,10 +159,26 @@ class EmbeddedRedis:
         self.stop(kill=kill)
         self.start()
 
-    def snapshot(self) -> AofSnapshot:
-        """Copy the append-only file as it is now (fault tests: see `rewind`)."""
+    def snapshot(self, settle: float = 3.0) -> AofSnapshot:
+        """Copy the append-only file as it is now (fault tests: see `rewind`).
+
+        Writes answered before the call are in the copy: with ``everysec`` the
+        server postpones writing its AOF buffer (up to 2 s) while an fsync is
+        still running, so this first waits up to ``settle`` seconds for that
+        buffer to be empty (a busy server may never show it empty: then it
+        copies what is there).
+        """
         if not self.appendonly:
             raise RuntimeError("snapshot needs appendonly=True")
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.monotonic() + settle
+        try:
+            while client.info("persistence").get("aof_buffer_length", 0):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        finally:
+            client.close()
         return AofSnapshot.take(self.dir)
 
     def rewind(self, snapshot: AofSnapshot) -> int:
