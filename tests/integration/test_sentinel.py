@@ -15,12 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from tests.support.sentinel import MASTER_NAME, SentinelSet
+from tests.support.service import drain
 from worker import producer
 from worker.broker.connections import (
     broker_connection,
@@ -30,7 +30,6 @@ from worker.broker.connections import (
 )
 from worker.broker.sentinel import SentinelURL
 from worker.config import Settings, environment, settings
-from worker.delivery.results import results_queue
 from worker.errors import ConfigError
 from worker.local import demo
 from worker.local.embedded import EmbeddedRedis, _die_with_parent, free_port, redis_server_binary
@@ -67,19 +66,6 @@ def sentinel_env(url: str, workdir: Path, sandbox: SandboxServer) -> dict[str, s
         "STARTPROC_SWEEP_INTERVAL": "2",
         "STARTPROC_REDRIVE_AFTER": "30",
     }
-
-
-def published_results(url: str, queue: str = "startproc.results") -> list[dict[str, Any]]:
-    """Everything on the results queue, read through the sentinels like any consumer."""
-    messages: list[dict[str, Any]] = []
-    with broker_connection(url) as conn, conn.SimpleQueue(results_queue(queue)) as simple:
-        while True:
-            try:
-                message = simple.get(timeout=0.5)
-            except simple.Empty:
-                return messages
-            messages.append(message.payload)
-            message.ack()
 
 
 def test_sentinel_urls_are_parsed_for_kombu_and_redis_py() -> None:
@@ -143,7 +129,8 @@ def test_a_failover_mid_run_loses_no_job_and_doubles_none(
             deadline = time.monotonic() + 240
             found = {j: store.wait(j, max(deadline - time.monotonic(), 0.1)) for j in ids}
             finished = time.monotonic()
-            published = Counter(m["job_id"] for m in published_results(sentinels.url))
+            consumed = drain(sentinels.url, wait=0.5, connect=broker_connection)
+            published = Counter(m["job_id"] for m in consumed)
         finally:
             stack.stop()
     lost = [j for j, r in found.items() if r is None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kombu import Connection
@@ -16,13 +17,22 @@ def run(rt: Runtime, job: Any, job_id: str = "job-1", retries: int = 0) -> Any:
     return outcome.result if isinstance(outcome, Done) else outcome
 
 
-def drain(broker_url: str, name: str = "startproc.results") -> list[dict[str, Any]]:
-    """Everything on the results queue, consumed the way another app would."""
+def drain(
+    broker_url: str,
+    name: str = "startproc.results",
+    wait: float = 0.2,
+    connect: Callable[[str], Connection] = Connection,
+) -> list[dict[str, Any]]:
+    """Everything on the results queue, consumed the way another app would.
+
+    ``connect``: how to reach the broker (`worker.broker.connections.broker_connection`
+    for URLs plain kombu does not take, such as ``sentinel://``).
+    """
     messages: list[dict[str, Any]] = []
-    with Connection(broker_url) as conn, conn.SimpleQueue(results_queue(name)) as queue:
+    with connect(broker_url) as conn, conn.SimpleQueue(results_queue(name)) as queue:
         while True:
             try:
-                message = queue.get(timeout=0.2)
+                message = queue.get(timeout=wait)
             except queue.Empty:
                 return messages
             messages.append(message.payload)
