@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import latency, latency_bound, pipeline
+from benchmarks import instructions, latency, latency_bound, pipeline
 from benchmarks.common import REPO, Bench, Report, Row, machine, table
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -39,10 +39,13 @@ class Sizes:
     p2_rounds: int = 3
     p4_samples: int = 200
     p4_warmup: int = 20
+    handle_calls: int = 300
 
 
 FULL = Sizes()
-QUICK = Sizes(p1_jobs=30, p1_rounds=1, p2_jobs=64, p2_rounds=1, p4_samples=5, p4_warmup=2)
+QUICK = Sizes(
+    p1_jobs=30, p1_rounds=1, p2_jobs=64, p2_rounds=1, p4_samples=5, p4_warmup=2, handle_calls=10
+)
 
 
 def p3_report(quick: bool, module: str = P3_MODULE) -> Report:
@@ -114,7 +117,9 @@ def run(only: tuple[str, ...], sizes: Sizes, profile: Path | None) -> tuple[list
     with Bench.open() as bench:
         server = str(bench.client.info("server")["redis_version"])
         if "p1" in only:
-            reports["p1"] = pipeline.run(bench, sizes.p1_jobs, sizes.p1_rounds, profile=profile)
+            p1 = pipeline.run(bench, sizes.p1_jobs, sizes.p1_rounds, profile=profile)
+            counted = instructions.run(bench, sizes.handle_calls)
+            reports["p1"] = Report([*p1.rows, *counted.rows], p1.details)
         if "p2" in only:
             one = latency_bound.run(bench, sizes.p2_jobs, sizes.p2_rounds)
             two = latency_bound.run(bench, sizes.p2_jobs, sizes.p2_rounds, processes=2)

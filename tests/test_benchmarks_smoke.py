@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import run_all
+from benchmarks import pipeline, run_all
 
 pytestmark = pytest.mark.integration
 
@@ -18,6 +18,7 @@ MEASURED = {
     ("P1", "throughput"),
     ("P1", "worker CPU per start"),
     ("P1", "Redis commands per start"),
+    ("P1", "instructions per handle()"),
     ("P2", "throughput"),
     ("P2", "worker CPU per start"),
     ("P2 x2", "throughput"),
@@ -42,6 +43,12 @@ def test_run_all_quick_prints_and_writes_one_table(
         assert "| bench | metric | value |" in text
         assert "| P1 | throughput |" in text
     assert "## Machine" in written and "redis-server:" in written
+
+
+def test_a_tickless_sandbox_is_reported_as_unmeasured_not_as_zero() -> None:
+    row = pipeline.sandbox_row(0.0, 30)
+    assert row.value is None and "under one tick" in row.note
+    assert pipeline.sandbox_row(0.02, 100).value == pytest.approx(200.0)
 
 
 def test_p3_hook_reports_a_missing_script() -> None:
