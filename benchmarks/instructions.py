@@ -49,10 +49,14 @@ def child(calls: int, worker_from: Path) -> None:
     for name in [m for m in sys.modules if m == "worker" or m.startswith("worker.")]:
         del sys.modules[name]
     sys.path.insert(0, str(worker_from))
+    from worker.config import settings
+    from worker.logs import configure
     from worker.models import utcnow
     from worker.runtime import runtime
     from worker.service import Delivery, Done
 
+    cfg = settings()
+    configure(cfg.log_level, cfg.log_format)  # as a worker does: one JSON line per job
     service = runtime().service
     for job in make_jobs(WARMUP + calls, prefix=f"cg{os.getpid()}"):
         job_id = f"job-{job['business_key']}"

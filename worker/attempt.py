@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -103,7 +104,14 @@ class Attempt:
             job_id=self.job_id,
         )
         self.fingerprint = fingerprint(self.job.payload())
-        self.log = log.bind(job_id=self.job_id, target=self.job.target, key=self.key)
+
+    @cached_property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        """Bound when first used: most attempts log nothing on their own."""
+        bound: structlog.stdlib.BoundLogger = log.bind(
+            job_id=self.job_id, target=self.job.target, key=self.key
+        )
+        return bound
 
     # ---- the path
 

@@ -81,6 +81,11 @@ class StartMessage(BaseModel):
     ttl: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
 
 
+def compact_json(value: object) -> str:
+    """JSON without spaces; what JSON cannot hold (a date) as its text."""
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
 class Job(BaseModel):
     """A start job as producers send it (``send_task(..., kwargs={"job": {...}})``).
 
@@ -180,8 +185,11 @@ class Job(BaseModel):
         )
 
     @classmethod
-    def parse(cls, raw: object) -> Job:
-        """Validate anything that came off the queue; every problem becomes `InvalidJob`."""
+    def parse(cls, raw: object, encoded: str | None = None) -> Job:
+        """Validate anything that came off the queue; every problem becomes `InvalidJob`.
+
+        ``encoded``: ``raw`` as `compact_json` already made it (arrival registers it so).
+        """
         if isinstance(raw, str | bytes):
             if len(raw) > MAX_JOB_BYTES:
                 raise InvalidJob(f"job: larger than {MAX_JOB_BYTES} bytes")
@@ -193,7 +201,7 @@ class Job(BaseModel):
                 raise InvalidJob("job: not valid UTF-8") from None
         if not isinstance(raw, dict):
             raise InvalidJob(f"job: expected a JSON object, got {type(raw).__name__}")
-        size = len(json.dumps(raw, default=str, separators=(",", ":")))
+        size = len(compact_json(raw) if encoded is None else encoded)
         if size > MAX_JOB_BYTES:
             raise InvalidJob(f"job: {size} bytes is larger than the {MAX_JOB_BYTES} byte limit")
         try:

@@ -36,7 +36,7 @@ from worker.engines import EngineCache
 from worker.errors import InvalidJob, JobError
 from worker.failpoints import failpoint
 from worker.metrics import job_finished
-from worker.models import ErrorInfo, Job, Result, own_job_id, utcnow
+from worker.models import ErrorInfo, Job, Result, compact_json, own_job_id, utcnow
 from worker.retry import RetryPolicy
 from worker.targets import Targets
 
@@ -69,8 +69,9 @@ class StartService:
 
     def handle(self, raw_job: Any, delivery: Delivery) -> Outcome:
         delivery = identified(raw_job, delivery)
+        encoded = compact_json(raw_job) if isinstance(raw_job, dict) else None
         existing, lost = self.deliveries.arrive(
-            delivery.job_id, raw_job, delivery.retries, self.holder()
+            delivery.job_id, raw_job, delivery.retries, self.holder(), encoded
         )
         if existing is not None:
             self.results.publish_pending(delivery.job_id)
@@ -83,7 +84,7 @@ class StartService:
                 f"poison message: the worker was lost {lost} times while holding it",
             )
         try:
-            job = Job.parse(raw_job)
+            job = Job.parse(raw_job, encoded)
         except InvalidJob as exc:
             return self.reject(raw_job, delivery, exc)
         run = Attempt(self, job, delivery)

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from worker.delivery.inflight import InFlight
+from worker.delivery.redis_batch import Batch
 from worker.keys import deliveries_key, result_key, retried_key
 from worker.models import Result
 
@@ -32,20 +33,24 @@ class Deliveries:
     """Seconds after which the sweeper re-drives a job nobody decided."""
 
     def arrive(
-        self, job_id: str, raw_job: Any, retries: int, holder: str
+        self, job_id: str, raw_job: Any, retries: int, holder: str, encoded: str | None = None
     ) -> tuple[Result | None, int]:
-        """(an earlier result, deliveries lost with their worker so far)."""
+        """(an earlier result, deliveries lost with their worker so far).
+
+        ``encoded``: a dict ``raw_job`` as `worker.models.compact_json` made it already.
+        """
         key = deliveries_key(job_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(result_key(job_id))
-        pipe.incr(key)
-        pipe.expire(key, DELIVERY_COUNT_TTL)
-        pipe.get(retried_key(job_id))
+        batch = Batch(self.client)
+        batch.command("GET", result_key(job_id))
+        batch.command("INCR", key)
+        batch.command("EXPIRE", key, DELIVERY_COUNT_TTL)
+        batch.command("GET", retried_key(job_id))
         if isinstance(raw_job, dict):
             now = time.time()
-            self.inflight.track(job_id, raw_job, now + self.decide_within, pipe=pipe, holder=holder)
-            self.inflight.taken(job_id, pipe, now)
-        raw_result, count, _, retried, *_ = pipe.execute()
+            deadline = now + self.decide_within
+            self.inflight.track(job_id, raw_job, deadline, batch, holder=holder, encoded=encoded)
+            self.inflight.taken(job_id, batch, now)
+        raw_result, count, _, retried, *_ = batch.execute()
         existing = Result.model_validate_json(raw_result) if raw_result else None
         # Celery's own count still covers retries the service never saw (internal errors).
         planned = max(int(retried or 0), retries)

@@ -28,7 +28,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from worker.delivery.redis_batch import Batch
+from worker.delivery.redis_batch import Batch, Command
 from worker.keys import (
     INFLIGHT,
     INFLIGHT_DEADLINES,
@@ -36,6 +36,7 @@ from worker.keys import (
     INFLIGHT_RUNNING,
     alive_key,
 )
+from worker.models import compact_json
 
 _DISOWN = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -53,40 +54,59 @@ class InFlight:
         job_id: str,
         job: Any,
         deadline: float,
-        pipe: Pipeline | None = None,
+        pipe: Pipeline | Batch | None = None,
         holder: str | None = None,
+        encoded: str | None = None,
     ) -> None:
         """Register (or move the deadline of) a job; into ``pipe`` when given.
 
         ``holder``: the worker process now running it; ``""``: nobody runs it
         now (a planned retry waits in the broker); None leaves that as it was.
+        ``encoded``: the job as `worker.models.compact_json` made it already.
         """
+        text = compact_json(job) if encoded is None else encoded
+        commands = self.track_commands(job_id, text, deadline, holder)
+        if isinstance(pipe, Batch):
+            for command in commands:
+                pipe.command(*command)
+            return
         own = pipe is None
         pipe = self.client.pipeline(transaction=True) if pipe is None else pipe
-        pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
-        pipe.zadd(INFLIGHT_DEADLINES, {job_id: deadline})
-        if holder:
-            pipe.hset(INFLIGHT_HOLDERS, job_id, holder)
-        elif holder == "":
-            pipe.hdel(INFLIGHT_HOLDERS, job_id)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         if own:
             pipe.execute()
 
+    @staticmethod
+    def track_commands(
+        job_id: str, job_json: str, deadline: float, holder: str | None
+    ) -> list[Command]:
+        commands: list[Command] = [
+            ("HSET", INFLIGHT, job_id, job_json),
+            ("ZADD", INFLIGHT_DEADLINES, deadline, job_id),
+        ]
+        if holder:
+            commands.append(("HSET", INFLIGHT_HOLDERS, job_id, holder))
+        elif holder == "":
+            commands.append(("HDEL", INFLIGHT_HOLDERS, job_id))
+        return commands
+
     def note(self, job_id: str, job: Any, pipe: Pipeline) -> None:
         """Register a job without a deadline: known (``startproc status``), never re-driven."""
-        pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
+        pipe.hset(INFLIGHT, job_id, compact_json(job))
 
-    def taken(self, job_id: str, pipe: Pipeline, now: float | None = None) -> None:
+    @staticmethod
+    def taken(job_id: str, batch: Batch, now: float | None = None) -> None:
         """A worker took the job: note when, unless an earlier delivery already did."""
-        pipe.zadd(INFLIGHT_RUNNING, {job_id: time.time() if now is None else now}, nx=True)
+        batch.command("ZADD", INFLIGHT_RUNNING, "NX", time.time() if now is None else now, job_id)
 
     def done(self, job_id: str, batch: Batch | None = None) -> None:
         """Forget a decided job; into ``batch`` when given (every step is idempotent)."""
         own = Batch(self.client) if batch is None else batch
-        own.command(lambda pipe: pipe.hdel(INFLIGHT, job_id))
-        own.command(lambda pipe: pipe.zrem(INFLIGHT_DEADLINES, job_id))
-        own.command(lambda pipe: pipe.hdel(INFLIGHT_HOLDERS, job_id))
-        own.command(lambda pipe: pipe.zrem(INFLIGHT_RUNNING, job_id))
+        own.command("HDEL", INFLIGHT, job_id)
+        own.command("ZREM", INFLIGHT_DEADLINES, job_id)
+        own.command("HDEL", INFLIGHT_HOLDERS, job_id)
+        own.command("ZREM", INFLIGHT_RUNNING, job_id)
         if batch is None:
             own.execute()
 

@@ -143,9 +143,10 @@ class Ledger:
         entry waits until then (busy) and reconciles first.
         """
         enqueued_ms = 0 if enqueued_at is None else int(enqueued_at * 1000)
-        raw = self._claim(
-            keys=[ledger_key(target, key), REDIS_EPOCH],
-            args=[
+        raw = ScriptCall(
+            self._claim,
+            [ledger_key(target, key), REDIS_EPOCH],
+            [
                 fingerprint,
                 job_id,
                 self.lease_ms,
@@ -158,7 +159,7 @@ class Ledger:
                 max(enqueued_ms, 0),
                 int(CLOCK_SKEW_MARGIN * 1000),
             ],
-        )
+        ).run()
         status, fence, other, instance, extra, attempts, since = raw
         if status == "busy":
             return Claim("busy", other_job_id=other, wait_ms=int(extra))
@@ -182,7 +183,7 @@ class Ledger:
         an entry two holders can share a fence number, and a key another holder
         already decided must not be sent again.
         """
-        attempts = self._mark(keys=[ledger_key(target, key)], args=[fence, self.lease_ms])
+        attempts = ScriptCall(self._mark, [ledger_key(target, key)], [fence, self.lease_ms]).run()
         return int(attempts) or None
 
     def finish(

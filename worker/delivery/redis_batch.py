@@ -1,28 +1,41 @@
-"""Several Redis commands and Lua scripts in one round trip.
+"""Several Redis commands and Lua scripts in one round trip, on a connection of the thread's own.
 
-A job's last step touches three owners (ledger, results, in-flight
-registry); as separate calls that is three round trips on the hot path, and
-each costs more in the client than in Redis. `Batch` sends them together.
+A job touches three owners (ledger, results, in-flight registry) in a few
+steps; each step is one `Batch`: its commands packed by hiredis and written
+at once, the answers read back in order. A profile of one start found
+redis-py's pipeline and pool machinery (per-command Python encoding,
+observability hooks, a ``getpid``/``poll`` per checkout) costing more client
+CPU than Redis spent on the commands, so a batch skips them: it writes on a
+connection kept for the calling thread (made by the client's own pool, so the
+same URL, TLS, Sentinel and timeouts; dropped with the thread or after a fork),
+and keeps redis-py's retry and disconnect handling (the connection's ``retry``,
+as a pipeline would). Like a pipeline that is retried, a batch whose answer
+was lost is sent again: only idempotent steps, or ones that carry a call token
+(the ledger's claim), belong in one.
 
-redis-py runs a registered script inside a pipeline only after a SCRIPT
-EXISTS round trip of its own, so a batch sends scripts as plain EVALSHA. If
-Redis lost its scripts (a restart without them), the batch loads them and
-runs again, keeping the first answer of every step that had one: only steps
-that are idempotent belong in a batch.
+A batch sends scripts as plain EVALSHA. If Redis lost its scripts (a restart
+without them), the batch loads them and runs again, keeping the first answer
+of every step that had one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import hiredis
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.connection import ConnectionPool
+from redis.exceptions import NoScriptError, ResponseError
 
-Step = Callable[[Any], object]
-"""Adds exactly one command to a pipeline."""
+Command = tuple[Any, ...]
+"""One Redis command as its words, e.g. ``("HDEL", key, field)``."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +47,10 @@ class ScriptCall:
     args: Sequence[Any]
 
     def run(self) -> Any:
-        """On its own: one EVALSHA (redis-py loads the script when Redis lost it)."""
-        return self.script(keys=list(self.keys), args=list(self.args))
+        """On its own: one EVALSHA (the script is loaded first when Redis lost it)."""
+        batch = Batch(cast(redis.Redis, self.script.registered_client))
+        batch.script(self)
+        return batch.execute()[0]
 
 
 @dataclass
@@ -43,26 +58,26 @@ class Batch:
     """Commands collected in order; `execute` returns their answers in the same order."""
 
     client: redis.Redis
-    _steps: list[Step] = field(default_factory=list)
+    _commands: list[Command] = field(default_factory=list)
     _scripts: list[Script] = field(default_factory=list)
 
     def script(self, call: ScriptCall) -> int:
         """Queue a script run; returns its index in `execute`'s answers."""
         self._scripts.append(call.script)
-        keys, args = list(call.keys), list(call.args)
-        return self.command(lambda pipe: pipe.evalsha(call.script.sha, len(keys), *keys, *args))
+        keys = call.keys
+        return self.command("EVALSHA", call.script.sha, len(keys), *keys, *call.args)
 
-    def command(self, step: Step) -> int:
-        """Queue one plain command, e.g. ``lambda p: p.hdel(key, field)``."""
-        self._steps.append(step)
-        return len(self._steps) - 1
+    def command(self, *words: Any) -> int:
+        """Queue one plain command, e.g. ``batch.command("HDEL", key, field)``."""
+        self._commands.append(words)
+        return len(self._commands) - 1
 
     def execute(self) -> list[Any]:
-        answers = self._run()
+        answers = round_trip(self.client, self._commands)
         if any(isinstance(a, NoScriptError) for a in answers):
             for script in {s.sha: s for s in self._scripts}.values():
                 self.client.script_load(script.script)
-            again = self._run()
+            again = round_trip(self.client, self._commands)
             answers = [
                 b if isinstance(a, NoScriptError) else a
                 for a, b in zip(answers, again, strict=True)
@@ -72,8 +87,72 @@ class Batch:
                 raise answer
         return answers
 
-    def _run(self) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for step in self._steps:
-            step(pipe)
-        return list(pipe.execute(raise_on_error=False))
+
+def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """Write ``commands`` at once and read every answer (an error answer is returned, not
+    raised); a dropped connection is reconnected and the whole batch resent (as redis-py
+    retries a pipeline: the connection's ``retry``, plus once for a kept idle connection)."""
+    connection = _own_connection(client.connection_pool)
+    try:  # hiredis encodes str, bytes, int and float in C (redis-py's packer: in Python)
+        packed = b"".join([hiredis.pack_command(command) for command in commands])
+    except TypeError as exc:
+        raise redis.DataError(f"a command holds a value Redis cannot take: {exc}") from None
+
+    def once() -> list[Any]:
+        try:
+            if not connection.is_connected:
+                # connect() itself: a Sentinel-managed connection asks the sentinels
+                # there for the master (sending on a closed one would not).
+                connection.connect()
+            connection.send_packed_command([packed])
+            answers: list[Any] = []
+            for _ in commands:
+                try:
+                    answers.append(connection.read_response())
+                except ResponseError as exc:
+                    answers.append(exc)
+            return answers
+        except BaseException:
+            connection.disconnect()  # answers may be left unread: never reuse it so
+            raise
+
+    def with_retries() -> list[Any]:
+        return list(connection.retry.call_with_retry(once, lambda _e: connection.disconnect()))
+
+    reused = connection.is_connected
+    try:
+        return with_retries()
+    except redis.ConnectionError:
+        if not reused:
+            raise
+        # A kept connection the server closed while it was idle (a restart, a timeout, a
+        # kill): what a pool's check at checkout would have found, so reconnect once.
+        return with_retries()
+
+
+class _Held(weakref.WeakKeyDictionary[ConnectionPool, Any]):
+    """One thread's connections by pool; closed when the thread ends and drops this."""
+
+    def __del__(self) -> None:
+        for connection in list(self.values()):
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+
+
+_threads = threading.local()
+
+
+def _own_connection(pool: ConnectionPool) -> Any:  # redis-py's connections are untyped
+    """The calling thread's connection made by ``pool`` (one per pool and thread).
+
+    Kept in the thread's locals and dropped with the pool, so it is closed when
+    either ends; made anew in a forked child, which must not share its parent's socket.
+    """
+    pid = os.getpid()
+    held: _Held | None = getattr(_threads, "held", None)
+    if held is None or _threads.pid != pid:
+        _threads.pid, _threads.held = pid, (held := _Held())
+    connection = held.get(pool)
+    if connection is None:
+        connection = held[pool] = pool.make_connection()
+    return connection

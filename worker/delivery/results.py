@@ -117,12 +117,15 @@ return 1
 """
 
 
-def kombu_redis_envelope(result: dict[str, Any], queue: str) -> str:
-    """The message exactly as kombu's Redis transport stores it (what consumers decode)."""
-    body = json.dumps(result).encode()
+def kombu_redis_envelope(body: str, queue: str) -> str:
+    """The message as kombu's Redis transport stores it (what consumers decode).
+
+    ``body`` is the result as recorded (compact JSON), wrapped as it is, not
+    decoded and dumped again.
+    """
     return json.dumps(
         {
-            "body": base64.b64encode(body).decode(),
+            "body": base64.b64encode(body.encode()).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {},
@@ -179,7 +182,7 @@ class ResultStore:
         body = result.to_json()
         envelope = ""
         if publish_now and self.atomic_queue:
-            envelope = kombu_redis_envelope(json.loads(body), self.atomic_queue)
+            envelope = kombu_redis_envelope(body, self.atomic_queue)
         by_key = (
             keys.result_by_idempotency_key(result.target, result.idempotency_key)
             if result.idempotency_key and result.target
@@ -227,7 +230,7 @@ class ResultStore:
             if raw is None:
                 self.client.zrem(keys.OUTBOX, job_id)
                 return False
-            envelope = kombu_redis_envelope(json.loads(raw), self.atomic_queue)
+            envelope = kombu_redis_envelope(str(raw), self.atomic_queue)
             keys_ = [keys.OUTBOX, self.atomic_queue, keys.result_waiters(job_id)]
             return bool(self._publish_atomic(keys=keys_, args=[job_id, envelope]))
         raw = self.client.get(keys.result_key(job_id))
