@@ -106,12 +106,9 @@ class Attempt:
         self.fingerprint = fingerprint(self.job.payload())
 
     @cached_property
-    def log(self) -> structlog.stdlib.BoundLogger:
+    def log(self) -> Any:  # structlog's bound logger
         """Bound when first used: most attempts log nothing on their own."""
-        bound: structlog.stdlib.BoundLogger = log.bind(
-            job_id=self.job_id, target=self.job.target, key=self.key
-        )
-        return bound
+        return log.bind(job_id=self.job_id, target=self.job.target, key=self.key)
 
     # ---- the path
 
