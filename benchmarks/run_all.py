@@ -152,7 +152,7 @@ def write_results(
             "",
             table(rows),
             "",
-            "Verdicts are against the goals of issues 9 and 19. Throughput moves with whatever else",
+            "Verdicts are against the goals of issues 9 and 19. Throughput moves with whatever",
             "the machine runs; ratios are taken in the same run, on the same Redis and the",
             "same pool, and **CPU per start** and **Redis commands per start** are the",
             "numbers to compare between runs.",
