@@ -23,6 +23,7 @@ Label cardinality stays bounded: ``target`` is a configured target or
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -102,6 +103,18 @@ AMBIGUOUS = Counter(
 
 # ---------------------------------------------------------------- events (one call each)
 
+# The labelled children by label values, resolved once per value, not per job: `.labels()`
+# converts and checks its values and takes the metric's lock every time. The labels
+# are bounded (see above), so are these caches; a child is the one `.labels()` keeps.
+_retries = functools.cache(RETRIES.labels)
+_ambiguous = functools.cache(AMBIGUOUS.labels)
+
+
+@functools.cache
+def _finished(target: str, engine: str, status: str) -> tuple[Counter, Histogram]:
+    """The start counter and the latency histogram of one outcome, in one lookup."""
+    return STARTS.labels(target, engine, status), LATENCY.labels(target, engine)
+
 
 def job_finished(result: Result, first: bool = True) -> None:
     """Count a decided job; ``first=False`` (its result was already recorded) counts nothing.
@@ -111,22 +124,25 @@ def job_finished(result: Result, first: bool = True) -> None:
     """
     if not first:
         return
-    target = result.target if result.engine and result.target else UNKNOWN
-    engine = result.engine or UNKNOWN
-    STARTS.labels(target, engine, result.status).inc()
+    starts, latency = _finished(
+        result.target if result.engine and result.target else UNKNOWN,
+        result.engine or UNKNOWN,
+        result.status,
+    )
+    starts.inc()
     if result.enqueued_at is not None:
         seconds = (result.finished_at - result.enqueued_at).total_seconds()
-        LATENCY.labels(target, engine).observe(max(seconds, 0.0))
+        latency.observe(max(seconds, 0.0))
 
 
 def in_call_retry(target: str) -> None:
     """One transient error retried inside the same task run."""
-    RETRIES.labels(target).inc()
+    _retries(target).inc()
 
 
 def ambiguous_outcome(target: str) -> None:
     """One start request whose outcome is unknown (it will be reconciled or dead-lettered)."""
-    AMBIGUOUS.labels(target).inc()
+    _ambiguous(target).inc()
 
 
 # ---------------------------------------------------------------- gauges from Redis

@@ -77,7 +77,11 @@ def root(
     except ConfigError:
         configure("WARNING", "console")  # the command that reads the settings says what is wrong
         return
-    configure(cfg.log_level if cfg.log_level != "INFO" else "WARNING", cfg.log_format)
+    # The intake logs at STARTPROC_LOG_LEVEL; other commands stay quiet below WARNING
+    # (the level is fixed here: structlog filters in its bound loggers).
+    serving = ctx.invoked_subcommand == "serve"
+    level = cfg.log_level if serving or cfg.log_level != "INFO" else "WARNING"
+    configure(level, cfg.log_format)
     try:  # exporting only when OTEL_* / STARTPROC_TRACES_FILE ask for it
         tracing.configure(
             "startproc-intake" if ctx.invoked_subcommand == "serve" else "startproc-cli"

@@ -109,12 +109,5 @@ def serve(
         if ui:
             console.print(plain(f"operator console: {ui}"))
     sys.stdout.flush()
-    _log_at(cfg.log_level)
     server_for(app, log_level.lower()).run(sockets=[sock])
 
-
-def _log_at(level: str) -> None:
-    """The intake logs at STARTPROC_LOG_LEVEL (other commands stay quiet below WARNING)."""
-    import logging
-
-    logging.getLogger().setLevel(level.upper())
