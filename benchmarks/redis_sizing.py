@@ -86,8 +86,11 @@ class Meter:
         self.memory, self.keys = self.read()
 
     def read(self) -> tuple[int, int]:
+        """Memory without the clients' buffers: Redis shrinks an idle client's query
+        buffer whenever its cron gets to it, which would land in a random step."""
         info: Any = self.client.info("memory")
-        return int(info["used_memory"]), int(self.client.dbsize())
+        clients = int(info.get("mem_clients_normal", 0)) + int(info.get("mem_clients_slaves", 0))
+        return int(info["used_memory"]) - clients, int(self.client.dbsize())
 
     def step(self) -> tuple[int, int]:
         """(bytes, keys) gained since the last step (negative: freed)."""

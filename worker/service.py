@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import structlog
@@ -97,7 +98,7 @@ class StartService:
             self.deliveries.planned_retry(delivery.job_id, raw_job, outcome.countdown)
         return outcome
 
-    @property
+    @cached_property
     def deliveries(self) -> Deliveries:
         return Deliveries(self.ledger.client, self.inflight, self.decide_within)
 

@@ -28,7 +28,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from worker.delivery.redis_batch import Batch, Command
+from worker.delivery.redis_batch import Batch, Command, ScriptCall
 from worker.keys import (
     INFLIGHT,
     INFLIGHT_DEADLINES,
@@ -37,6 +37,15 @@ from worker.keys import (
     alive_key,
 )
 from worker.models import compact_json
+
+_FORGET_KEYS = (INFLIGHT, INFLIGHT_DEADLINES, INFLIGHT_HOLDERS, INFLIGHT_RUNNING)
+_FORGET = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+"""
 
 _DISOWN = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -48,6 +57,7 @@ class InFlight:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._disown = client.register_script(_DISOWN)
+        self._forget = client.register_script(_FORGET)
 
     def track(
         self,
@@ -103,10 +113,7 @@ class InFlight:
     def done(self, job_id: str, batch: Batch | None = None) -> None:
         """Forget a decided job; into ``batch`` when given (every step is idempotent)."""
         own = Batch(self.client) if batch is None else batch
-        own.command("HDEL", INFLIGHT, job_id)
-        own.command("ZREM", INFLIGHT_DEADLINES, job_id)
-        own.command("HDEL", INFLIGHT_HOLDERS, job_id)
-        own.command("ZREM", INFLIGHT_RUNNING, job_id)
+        own.script(ScriptCall(self._forget, _FORGET_KEYS, [job_id]))
         if batch is None:
             own.execute()
 
