@@ -26,6 +26,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -121,11 +122,22 @@ def kombu_redis_envelope(body: str, queue: str) -> str:
     """The message as kombu's Redis transport stores it (what consumers decode).
 
     ``body`` is the result as recorded (compact JSON), wrapped as it is, not
-    decoded and dumped again.
+    decoded and dumped again; the envelope around it is dumped once per queue.
     """
-    return json.dumps(
+    before, between, after = _envelope_parts(queue)
+    return f"{before}{base64.b64encode(body.encode()).decode()}{between}{uuid.uuid4()}{after}"
+
+
+_BODY, _TAG = "@@body@@", "@@delivery-tag@@"
+
+
+@lru_cache(maxsize=16)
+def _envelope_parts(queue: str) -> tuple[str, str, str]:
+    """The envelope's JSON split where the body and the delivery tag go (neither needs
+    escaping: base64 and a UUID)."""
+    text = json.dumps(
         {
-            "body": base64.b64encode(body.encode()).decode(),
+            "body": _BODY,
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {},
@@ -134,10 +146,13 @@ def kombu_redis_envelope(body: str, queue: str) -> str:
                 "delivery_info": {"exchange": "", "routing_key": queue},
                 "priority": 0,
                 "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
+                "delivery_tag": _TAG,
             },
         }
     )
+    before, rest = text.split(_BODY)
+    between, after = rest.split(_TAG)
+    return before, between, after
 
 
 def outcome_field(result: Result) -> str:
