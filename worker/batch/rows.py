@@ -20,7 +20,7 @@ import hashlib
 import json
 from array import array
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -32,6 +32,7 @@ from worker.models import MAX_JOB_BYTES, Job
 from worker.validation import describe
 
 MAX_BUSINESS_KEY = 255
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # built once
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,7 @@ class RowError:
     reason: str
 
 
-@dataclass(frozen=True)
-class ValidRow:
+class ValidRow(NamedTuple):
     """A validated row: everything needed to send its job and to report on it."""
 
     line: int
@@ -195,7 +195,7 @@ class Validator:
         data = dict(self._base, variables=variables, idempotency_key=key)
         if business_key is not None:
             data["business_key"] = business_key
-        size = len(json.dumps(variables, separators=(",", ":"), ensure_ascii=False))
+        size = len(_COMPACT(variables))
         if size > MAX_JOB_BYTES:
             raise InvalidJob(f"variables: {size} bytes is larger than the {MAX_JOB_BYTES} limit")
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -75,6 +76,19 @@ class InFlight:
     def note(self, job_id: str, job: Any, pipe: Pipeline) -> None:
         """Register a job without a deadline: known (``startproc status``), never re-driven."""
         pipe.hset(INFLIGHT, job_id, json.dumps(job, default=str))
+
+    def track_many(
+        self, payloads: Mapping[str, str | bytes], deadline: float, pipe: Pipeline
+    ) -> None:
+        """`track` (no holder) for serialized jobs, job id -> JSON: one HSET, one ZADD."""
+        values: dict[Any, Any] = dict(payloads)
+        pipe.hset(INFLIGHT, mapping=values)
+        pipe.zadd(INFLIGHT_DEADLINES, dict.fromkeys(payloads, deadline))
+
+    def note_many(self, payloads: Mapping[str, str | bytes], pipe: Pipeline) -> None:
+        """`note` for serialized jobs, job id -> JSON: one HSET."""
+        values: dict[Any, Any] = dict(payloads)
+        pipe.hset(INFLIGHT, mapping=values)
 
     def taken(self, job_id: str, pipe: Pipeline, now: float | None = None) -> None:
         """A worker took the job: note when, unless an earlier delivery already did."""
