@@ -140,3 +140,18 @@ def test_each_message_has_its_own_ids_and_the_chunk_its_in_flight_notes(
     for job in jobs:  # noted before sending, exactly as `worker.producer.register` notes them
         assert redis_client.hget(keys.INFLIGHT, job["job_id"]) == json.dumps(job, default=str)
         assert redis_client.zscore(keys.INFLIGHT_DEADLINES, job["job_id"]) is not None
+
+
+def test_a_message_the_template_cannot_reproduce_falls_back_to_send_task(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With task-sent events on, send_task publishes two messages: the batch sends job by job."""
+    from worker.celery_app import app
+
+    monkeypatch.setitem(app.conf, "task_send_sent_event", True)
+    job = job_dict()
+    with Sender(redis_url, QUEUE, redis_client, "orders", "customers.csv:orders:p") as slow:
+        assert slow.recorder is None
+        assert slow.send([outgoing(job)]) == [(job["job_id"], False)]
+    [raw] = pushed(redis_url)
+    assert json.loads(raw)["headers"]["id"] == job["job_id"]

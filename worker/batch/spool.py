@@ -49,8 +49,7 @@ class _LineFile:
         self._file = _temporary()
 
     def _write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._file.write(b"\n")
+        self._file.write(data + b"\n")
 
     def _lines(self) -> Iterator[bytes]:
         """Every line from the start (one reader at a time: the file has one position).
@@ -76,14 +75,13 @@ class _LineFile:
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_AS_IN_JOB = json.JSONEncoder(default=str).encode  # json.dumps(variables, default=str)
 
 
 class Spool(_LineFile):
     def add_valid(self, row: ValidRow) -> None:
         head = _COMPACT({"l": row.line, "k": row.business_key, "i": row.key})
         # JSON text holds no raw tab or newline: the tab splits, the newline ends the line
-        self._write(f"{head}\t{_AS_IN_JOB(row.variables)}".encode())
+        self._write(f"{head}\t{row.text}".encode())
 
     def add_rejected(self, line: int, business_key: str | None, error: str) -> None:
         self._write(_COMPACT({"l": line, "k": business_key, "e": error}).encode())
