@@ -129,8 +129,8 @@ def record(app: Any, recorder: Recorder, task: str, queue: str, **options: Any) 
         raise TemplateError(f"messages go through exchange {exchange!r}")
     channel = recorder.channel
     serialized = message["body"]  # kombu's json serializer gives text; others bytes
-    text = serialized.decode() if isinstance(serialized, bytes) else serialized
-    prefix, suffix = _split(text, json.dumps(job))
+    body_text = serialized.decode() if isinstance(serialized, bytes) else serialized
+    prefix, suffix = _split(body_text, json.dumps(job))
     if channel.body_encoding != "base64":
         raise TemplateError(f"body encoding {channel.body_encoding!r}")
     # kombu's virtual Channel.basic_publish and the Redis channel's _put, minus the push
@@ -140,10 +140,10 @@ def record(app: Any, recorder: Recorder, task: str, queue: str, **options: Any) 
     properties["delivery_info"].update(exchange=exchange, routing_key=routing_key)
     key = channel._q_for_pri(routing_key, channel._get_message_priority(message, reverse=False))
     expires: Mapping[str, int] = getattr(channel, "_expires", None) or {}
-    text, fields = _layout(kombu_dumps(message), {task_id: 0, tag: 1, body: 2})
+    layout, fields = _layout(kombu_dumps(message), {task_id: 0, tag: 1, body: 2})
     return Template(
         key=key,
-        text=text,
+        text=layout,
         fields=fields,
         body_prefix=prefix.encode(),
         body_suffix=suffix.encode(),
