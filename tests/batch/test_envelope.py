@@ -155,3 +155,15 @@ def test_a_message_the_template_cannot_reproduce_falls_back_to_send_task(
         assert slow.send([outgoing(job)]) == [(job["job_id"], False)]
     [raw] = pushed(redis_url)
     assert json.loads(raw)["headers"]["id"] == job["job_id"]
+
+
+def test_big_jobs_go_as_several_pushes_in_order(
+    sender: Sender, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Four jobs of ~1.2 MB each: two LPUSHes (4 MB each at most), still in file order."""
+    jobs = [dict(job_dict(f"C-{n}"), variables={"blob": "x" * 900_000}) for n in range(4)]
+    redis_client.config_resetstat()
+    sender.send([outgoing(job) for job in jobs])
+    assert redis_client.info("commandstats")["cmdstat_lpush"]["calls"] == 2
+    messages = [json.loads(raw) for raw in pushed(redis_url)]
+    assert [m["headers"]["id"] for m in messages] == [job["job_id"] for job in jobs]

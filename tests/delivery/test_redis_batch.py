@@ -55,3 +55,15 @@ def test_other_errors_are_raised(redis_client: redis.Redis) -> None:
     batch.command(lambda pipe: pipe.incr("text"))
     with pytest.raises(redis.ResponseError):
         batch.execute()
+
+
+def test_by_size_keeps_order_and_puts_at_least_one_value_in_each_run() -> None:
+    from worker.delivery.redis_batch import by_size
+
+    values = [b"a" * 3, b"b" * 3, b"c" * 5, b"d", b"e" * 9]
+    assert [list(run) for run in by_size(values, len, limit=6)] == [
+        [b"aaa", b"bbb"],
+        [b"ccccc", b"d"],
+        [b"e" * 9],
+    ]
+    assert list(by_size([], len, limit=6)) == []

@@ -30,6 +30,7 @@ from kombu.messaging import Producer
 from kombu.utils.json import dumps as kombu_dumps
 
 from worker.batch.outgoing import Outgoing, random_ids
+from worker.delivery.redis_batch import by_size
 
 
 class TemplateError(RuntimeError):
@@ -100,8 +101,8 @@ class Template:
 
     def push(self, pipe: Any, messages: list[bytes]) -> None:
         """Into ``pipe``: the messages in order, as kombu's one ``LPUSH`` each would leave them."""
-        if messages:
-            pipe.lpush(self.key, *messages)
+        for group in by_size(messages, len):  # one LPUSH per 4 MB
+            pipe.lpush(self.key, *group)
         if self.expire_ms is not None:  # a queue declared with x-expires, as kombu's _put
             for key in self.priority_keys:
                 pipe.pexpire(key, self.expire_ms)

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from worker.delivery.redis_batch import Batch
+from worker.delivery.redis_batch import Batch, by_size
 from worker.keys import (
     INFLIGHT,
     INFLIGHT_DEADLINES,
@@ -81,14 +81,14 @@ class InFlight:
         self, payloads: Mapping[str, str | bytes], deadline: float, pipe: Pipeline
     ) -> None:
         """`track` (no holder) for serialized jobs, job id -> JSON: one HSET, one ZADD."""
-        values: dict[Any, Any] = dict(payloads)
-        pipe.hset(INFLIGHT, mapping=values)
+        self.note_many(payloads, pipe)
         pipe.zadd(INFLIGHT_DEADLINES, dict.fromkeys(payloads, deadline))
 
     def note_many(self, payloads: Mapping[str, str | bytes], pipe: Pipeline) -> None:
-        """`note` for serialized jobs, job id -> JSON: one HSET."""
-        values: dict[Any, Any] = dict(payloads)
-        pipe.hset(INFLIGHT, mapping=values)
+        """`note` for serialized jobs, job id -> JSON: one HSET (per 4 MB of jobs)."""
+        for group in by_size(list(payloads.items()), lambda item: len(item[1])):
+            values: dict[Any, Any] = dict(group)
+            pipe.hset(INFLIGHT, mapping=values)
 
     def taken(self, job_id: str, pipe: Pipeline, now: float | None = None) -> None:
         """A worker took the job: note when, unless an earlier delivery already did."""

@@ -13,9 +13,9 @@ that are idempotent belong in a batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.commands.core import Script
@@ -23,6 +23,29 @@ from redis.exceptions import NoScriptError
 
 Step = Callable[[Any], object]
 """Adds exactly one command to a pipeline."""
+
+T = TypeVar("T")
+COMMAND_BYTES = 4 * 1024 * 1024
+
+
+def by_size(
+    values: Sequence[T], size: Callable[[T], int], limit: int = COMMAND_BYTES
+) -> Iterator[Sequence[T]]:
+    """``values`` in runs of about ``limit`` bytes at most (one value at least), in order.
+
+    For variadic commands (``LPUSH key v1 v2 ...``, ``HSET key f1 v1 ...``):
+    Redis reads a whole command before it runs it, so a thousand 1 MB jobs
+    go as several commands in the same pipeline, not as one of a gigabyte.
+    """
+    start, total = 0, 0
+    for index, value in enumerate(values):
+        length = size(value)
+        if total and total + length > limit:
+            yield values[start:index]
+            start, total = index, 0
+        total += length
+    if start < len(values):
+        yield values[start:]
 
 
 @dataclass(frozen=True)
