@@ -11,8 +11,9 @@ kombu, pydantic; reported as "after imports") plus what the batch adds. Both
 publish to one embedded Redis (`worker.local.embedded.EmbeddedRedis`); nothing
 consumes the jobs: every 50,000 rows the child empties the queue and the
 in-flight registry, standing in for workers, so Redis memory stays small.
-The issue's goals: validate + enqueue >= 10,000 rows/s, and <= 150 MB peak
-RSS for a 1,000,000-row file (``--rows 1000000 --skip-naive``).
+The issue's goals: validate + enqueue >= 10,000 rows/s (judged from 100,000
+rows: a smaller file is mostly start-up), and <= 150 MB peak RSS for a
+1,000,000-row file (``--rows 1000000 --skip-naive``).
 
     python -m benchmarks.batch [--rows 100000] [--chunk 1000] [--skip-naive]
 """
@@ -36,7 +37,8 @@ from benchmarks.common import REPO, Report, Row, table
 TARGET, PROCESS, QUEUE = "orders", "order-process", "startproc.jobs"
 MAPS = ["customer_id=customerId", "name", "email", "amount:float", "vip:bool", "signup:date"]
 DRAIN_EVERY = 50_000
-GOAL_RATE, GOAL_RSS_MB, GOAL_RSS_ROWS = 10_000.0, 150.0, 1_000_000
+GOAL_RATE, GOAL_RATE_ROWS = 10_000.0, 100_000  # a smaller file is mostly start-up
+GOAL_RSS_MB, GOAL_RSS_ROWS = 150.0, 1_000_000
 MARK = "BATCH-CHILD-JSON "
 CHILD_TIMEOUT = 1800.0
 
@@ -190,11 +192,12 @@ def rows_for(
             naive_rate,
             "naive send_task loop",
             f">= {GOAL_RATE:,.0f} rows/s",
-            rate >= GOAL_RATE,
+            rate >= GOAL_RATE if n >= GOAL_RATE_ROWS else None,
             f"{rate / GOAL_RATE:.2f}x the goal; {batch_s:.1f}s (validate "
             f"{phases.get('validate', 0):.1f}s, enqueue {phases.get('enqueue', 0):.1f}s); "
             f"CPU {1e6 * batch['cpu_seconds'] / n:.0f} us/row"
-            + (f"; naive {plain['seconds']:.1f}s" if plain else ""),
+            + (f"; naive {plain['seconds']:.1f}s" if plain else "")
+            + ("" if n >= GOAL_RATE_ROWS else f"; the goal is checked at {GOAL_RATE_ROWS:,}+"),
         ),
         Row(
             "batch",
