@@ -6,9 +6,10 @@ task *name*, so no worker code runs in the producing app.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -45,19 +46,28 @@ def register(jobs: list[dict[str, Any]], client: redis.Redis | None = None) -> N
     With ``STARTPROC_REDRIVE_AFTER=0`` jobs are still noted, without a
     deadline, so ``startproc status`` can tell "pending" from "unknown".
     """
+    register_payloads({job["job_id"]: json.dumps(job, default=str) for job in jobs}, client)
+
+
+def register_payloads(
+    payloads: Mapping[str, str | bytes], client: redis.Redis | None = None
+) -> None:
+    """`register` for jobs already serialized (job id -> ``json.dumps(job, default=str)``).
+
+    All of them in one ``HSET`` (and one ``ZADD``): a batch chunk of 1,000
+    jobs costs two commands, not 2,000.
+    """
     cfg = settings()
     url = cfg.effective_redis_url()
-    if not jobs or (client is None and not url):
+    if not payloads or (client is None and not url):
         return
     client = client or shared_redis(str(url))
     inflight = InFlight(client)
-    deadline = time.time() + cfg.redrive_after
     pipe = client.pipeline(transaction=False)
-    for job in jobs:
-        if cfg.redrive_after:
-            inflight.track(job["job_id"], job, deadline, pipe=pipe)
-        else:
-            inflight.note(job["job_id"], job, pipe)
+    if cfg.redrive_after:
+        inflight.track_many(payloads, time.time() + cfg.redrive_after, pipe)
+    else:
+        inflight.note_many(payloads, pipe)
     pipe.execute()
 
 

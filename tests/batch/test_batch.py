@@ -623,3 +623,15 @@ def test_cli_batch_file_and_batch_status(
         assert usage.exit_code == 2 and "unknown type 'money'" in usage.output
     finally:
         settings.cache_clear()
+
+
+def test_the_size_limit_counts_the_compact_form(targets: Targets) -> None:
+    """Escaped in the job (6 characters each), 600,000 "é" still fit: the limit counts 1 each."""
+    from worker.batch.rows import ValidRow
+
+    check = validator(targets, "orders", "order-process").check
+    fits = check(Record(2, {"a": "é" * 600_000}))
+    assert isinstance(fits, ValidRow) and json.loads(fits.text) == {"a": "é" * 600_000}
+    errors = check(Record(3, {"a": "x" * (1024 * 1024)}))
+    assert isinstance(errors, list)
+    assert errors[0].reason == "variables: 1048584 bytes is larger than the 1048576 limit"

@@ -21,7 +21,6 @@ from worker.config import environment
 from worker.delivery import backlog
 from worker.delivery.beacons import Beacon, beacon
 from worker.delivery.dlq import DeadLetters
-from worker.delivery.redis_batch import Batch
 from worker.metrics import _queue_lists
 from worker.runtime import Runtime
 from worker.service import Delivery, RetryLater
@@ -112,10 +111,8 @@ def test_jobs_in_flight_from_first_arrival_until_decided(
 
 
 def test_a_redelivery_keeps_the_first_arrival(rt: Runtime, redis_client: redis.Redis) -> None:
-    for now in (100.0, 200.0):
-        batch = Batch(redis_client)
-        rt.service.inflight.taken("j-9", batch, now=now)
-        batch.execute()
+    redis_client.zadd(keys.INFLIGHT_RUNNING, {"j-9": 100.0})  # an earlier delivery took it
+    rt.service.deliveries.arrive("j-9", {"target": "orders"}, 0, holder="")
     assert backlog.in_flight(redis_client, now=300.0) == (1, 200.0)
 
 

@@ -144,3 +144,13 @@ def test_a_sentinel_managed_client_sends_to_the_master_the_sentinel_names() -> N
         batch.command("SET", "through-sentinel", "1")
         batch.execute()
         assert sentinels.client(sentinels.master_port).get("through-sentinel") == b"1"
+def test_by_size_keeps_order_and_puts_at_least_one_value_in_each_run() -> None:
+    from worker.delivery.redis_batch import by_size
+
+    values = [b"a" * 3, b"b" * 3, b"c" * 5, b"d", b"e" * 9]
+    assert [list(run) for run in by_size(values, len, limit=6)] == [
+        [b"aaa", b"bbb"],
+        [b"ccccc", b"d"],
+        [b"e" * 9],
+    ]
+    assert list(by_size([], len, limit=6)) == []

@@ -20,7 +20,7 @@ import hashlib
 import json
 from array import array
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -32,6 +32,21 @@ from worker.models import MAX_JOB_BYTES, Job
 from worker.validation import describe
 
 MAX_BUSINESS_KEY = 255
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # built once
+_AS_IN_JOB = json.JSONEncoder(default=str).encode  # json.dumps(variables, default=str)
+
+
+def _sized(variables: dict[str, Any]) -> str:
+    """The variables as the job's JSON carries them; `InvalidJob` past `MAX_JOB_BYTES`.
+
+    The limit counts the compact form. The job's form (spaces, ``\\u``
+    escapes) is never shorter, so the compact one is only measured when
+    the job's form is over the limit.
+    """
+    text = _AS_IN_JOB(variables)
+    if len(text) > MAX_JOB_BYTES and (size := len(_COMPACT(variables))) > MAX_JOB_BYTES:
+        raise InvalidJob(f"variables: {size} bytes is larger than the {MAX_JOB_BYTES} limit")
+    return text
 
 
 @dataclass(frozen=True)
@@ -41,14 +56,17 @@ class RowError:
     reason: str
 
 
-@dataclass(frozen=True)
-class ValidRow:
-    """A validated row: everything needed to send its job and to report on it."""
+class ValidRow(NamedTuple):
+    """A validated row: everything needed to send its job and to report on it.
+
+    ``text``: the variables as the job carries them (``json.dumps(variables)``).
+    """
 
     line: int
     business_key: str | None
     key: str
     variables: dict[str, Any]
+    text: str
 
 
 def content_hash(variables: dict[str, Any]) -> str:
@@ -66,8 +84,11 @@ class SeenKeys:
 
     A Python ``set`` of 1,000,000 strings costs ~150 MB; this costs 12 bytes
     per slot at <= 50 % load: ~24 MB for a million rows (~36 MB during the
-    last resize). Two different keys with the same 64-bit hash (odds ~3e-8 at
-    a million rows) would reject the later row as a duplicate: never a double start.
+    last resize). The hash is Python's own for strings (64-bit SipHash with a
+    per-process key): the table lives and dies in one process, so it need not
+    be stable across runs. Two different keys with the same
+    hash (odds ~3e-8 at a million rows) would reject the later row as a
+    duplicate: never a double start.
     """
 
     def __init__(self, capacity: int = 1 << 14) -> None:
@@ -78,8 +99,7 @@ class SeenKeys:
 
     def add(self, key: str, line: int) -> int | None:
         """Remember ``key``; the line it was first seen on if it was seen before, else None."""
-        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-        value = int.from_bytes(digest, "little") or 1
+        value = hash(key) & 0xFFFF_FFFF_FFFF_FFFF or 1  # 0 marks a free slot
         hashes, mask = self._hashes, self._mask
         slot = value & mask
         while True:
@@ -164,11 +184,12 @@ class Validator:
         if errors:
             return errors
         try:
+            text = _sized(variables)
             job = self._job(variables, business_key, key)
             self.engine.request_for(job, key)
         except InvalidJob as exc:
             return [RowError(line, self._column(exc.message), exc.message)]
-        return ValidRow(line, business_key, key, variables)
+        return ValidRow(line, business_key, key, variables, text)
 
     def _business_key(self, record: Record, errors: list[RowError]) -> str | None:
         column = self.mapping.business_key
@@ -195,9 +216,6 @@ class Validator:
         data = dict(self._base, variables=variables, idempotency_key=key)
         if business_key is not None:
             data["business_key"] = business_key
-        size = len(json.dumps(variables, separators=(",", ":"), ensure_ascii=False))
-        if size > MAX_JOB_BYTES:
-            raise InvalidJob(f"variables: {size} bytes is larger than the {MAX_JOB_BYTES} limit")
         try:
             return Job.model_validate(data)
         except ValidationError as exc:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from worker.batch.options import (
     check_batch_id,
     default_batch_id,
 )
+from worker.batch.outgoing import JobText, random_ids
 from worker.batch.progress import NullProgress, Progress
 from worker.batch.rejects import RejectsWriter, default_rejects_path
 from worker.batch.results import (
@@ -65,7 +65,7 @@ from worker.batch.results import (
 from worker.batch.rows import RowError, Validator, ValidRow
 from worker.batch.send import InterruptGuard, Sender, chunks
 from worker.batch.source import Source, open_source, spool_stdin
-from worker.batch.spool import Entry, Manifest, Spool
+from worker.batch.spool import Manifest, Spool
 from worker.broker.connections import shared_redis
 from worker.config import Settings
 from worker.config import settings as current_settings
@@ -302,10 +302,16 @@ class _Run:
             )
         self.progress.start("enqueue", s.valid)
         broker = self.cfg.require_broker()
-        with InterruptGuard() as guard, Sender(broker, self.cfg.jobs_queue, client) as sender:
+        jobs = JobText(self._base)
+        sender = Sender(broker, self.cfg.jobs_queue, client, s.target, s.batch_id)
+        with InterruptGuard() as guard, sender:
             for entries in chunks(spool.entries(valid_only=True), self.chunk):
                 now = iso_ms(utcnow())
-                for job_id, earlier in sender.send([self._job(e, now) for e in entries]):
+                outgoing = [
+                    jobs.job(job_id, e.variables or "{}", str(e.key), e.business_key, now)
+                    for e, job_id in zip(entries, random_ids(len(entries)), strict=True)
+                ]
+                for job_id, earlier in sender.send(outgoing):
                     manifest.add(job_id, earlier)
                     s.already_done += earlier
                     s.enqueued += not earlier
@@ -316,18 +322,6 @@ class _Run:
                 guard.checkpoint()
         self.progress.stop()
         s.seconds["enqueue"] = round(time.monotonic() - started, 3)
-
-    def _job(self, entry: Entry, enqueued_at: str) -> dict[str, Any]:
-        job = dict(
-            self._base,
-            variables=entry.variables or {},
-            idempotency_key=entry.key,
-            job_id=str(uuid.uuid4()),
-            enqueued_at=enqueued_at,
-        )
-        if entry.business_key is not None:
-            job["business_key"] = entry.business_key
-        return job
 
     def _wait(self, manifest: Manifest, client: redis.Redis, timeout: float | None) -> None:
         s, started = self.summary, time.monotonic()

@@ -1,14 +1,16 @@
-"""Publishing a batch: chunks of jobs on one broker connection, one round trip per chunk.
+"""Publishing a batch: chunks of jobs on one broker connection, a few round trips per chunk.
 
 `worker.producer.publish` already sends on one connection; a batch also
 needs, per chunk:
 
-* kombu's ``Producer.batch()`` (kombu >= 5.7): on Redis the chunk's LPUSHes go
-  out as one pipeline instead of one round trip per job (other transports,
-  or an older kombu, publish one by one on the same connection);
-* ``argsrepr``/``kwargsrepr`` given and the queue declared once: Celery would
-  otherwise ``saferepr`` every job's variables and re-check the queue per
-  message, which costs more than the send itself;
+* on Redis, the chunk's messages built from one template
+  (`worker.batch.envelope`: ``app.send_task`` runs once per chunk, for a
+  placeholder job) and pushed in one ``LPUSH``; the chunk's in-flight notes
+  in one ``HSET`` and one ``ZADD``. Other brokers (RabbitMQ), or a Redis
+  connection that would replay a failed command, publish job by job through
+  ``app.send_task`` on the one connection (``argsrepr``/``kwargsrepr`` given
+  and the queue declared once: Celery would otherwise ``saferepr`` every
+  job's variables and re-check the queue per message);
 * a look-up of each row's key in the results index, so a re-run of a file
   (or of the rest of it after Ctrl-C) does not re-send rows already started
   (``created``/``duplicate``). Rows that *failed* are sent again: the ledger
@@ -35,9 +37,12 @@ from types import FrameType, TracebackType
 from typing import Any
 
 import redis
+from kombu.transport import redis as kombu_redis
 
 from worker import keys
-from worker.producer import register
+from worker.batch.envelope import Recorder, Template, TemplateError, record
+from worker.batch.outgoing import Outgoing
+from worker.producer import register, register_payloads
 
 
 class InterruptGuard:
@@ -76,20 +81,17 @@ DONE = ("created", "duplicate")
 def earlier_answers(client: redis.Redis | None, target: str, row_keys: list[str]) -> dict[str, str]:
     """Key -> job id, for the keys whose latest result started (or found) an instance.
 
-    Two pipelined round trips per chunk: key -> job id, then job id -> result.
+    Two MGETs per chunk: key -> job id, then job id -> result.
     """
     if client is None or not row_keys:
         return {}
-    pipe = client.pipeline(transaction=False)
-    for key in row_keys:
-        pipe.get(keys.result_by_idempotency_key(target, key))
-    found = {k: str(j) for k, j in zip(row_keys, pipe.execute(), strict=True) if j}
+    ids: list[Any] = client.mget([keys.result_by_idempotency_key(target, k) for k in row_keys])
+    found = {k: str(j) for k, j in zip(row_keys, ids, strict=True) if j}
     if not found:
         return {}
-    for job_id in found.values():
-        pipe.get(keys.result_key(job_id))
+    results: list[Any] = client.mget([keys.result_key(j) for j in found.values()])
     answers = {}
-    for (key, job_id), raw in zip(found.items(), pipe.execute(), strict=True):
+    for (key, job_id), raw in zip(found.items(), results, strict=True):
         if raw and json.loads(raw).get("status") in DONE:
             answers[key] = job_id
     return answers
@@ -98,12 +100,17 @@ def earlier_answers(client: redis.Redis | None, target: str, row_keys: list[str]
 class Sender:
     """One connection and one producer for the whole batch."""
 
-    def __init__(self, broker_url: str, queue: str, client: redis.Redis | None) -> None:
+    def __init__(
+        self, broker_url: str, queue: str, client: redis.Redis | None, target: str, batch_id: str
+    ) -> None:
         self.broker_url = broker_url
         self.queue = queue
         self.client = client
+        self.target = target
+        self.kwargsrepr = f"{{'job': <batch {batch_id}>}}"  # what Celery shows: never variables
         self._stack = contextlib.ExitStack()
         self.producer: Any = None
+        self.recorder: Recorder | None = None  # None: job by job through send_task
 
     def __enter__(self) -> Sender:
         from worker.broker.redis_policy import check_settings
@@ -116,6 +123,17 @@ class Sender:
         connection.ensure_connection(max_retries=3)
         self.producer = app.amqp.Producer(connection)
         self.producer.maybe_declare(app.amqp.queues[self.queue])
+        channel = self.producer.channel
+        # kombu's own test for pushing many messages in one pipeline: no automatic retry
+        # that could push a chunk twice (a connection with retry_on_error, say)
+        if isinstance(channel, kombu_redis.Channel) and getattr(
+            channel, "supports_batch_publish", False
+        ):
+            self.recorder = Recorder(channel)
+            try:
+                self._template()
+            except TemplateError:
+                self.recorder = None
         return self
 
     def __exit__(
@@ -123,24 +141,45 @@ class Sender:
     ) -> None:
         self._stack.close()
 
-    def _batch(self, size: int) -> contextlib.AbstractContextManager[Any]:
-        batch = getattr(self.producer, "batch", None)
-        return batch(max_size=max(size, 1)) if batch is not None else contextlib.nullcontext()
-
-    def send(self, jobs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
-        """Publish the jobs whose rows were not started before; per job (answering id, earlier)."""
+    def _template(self) -> Template:
         from worker.celery_app import TASK_NAME
 
-        target = str(jobs[0]["target"]) if jobs else ""
-        earlier = earlier_answers(self.client, target, [job["idempotency_key"] for job in jobs])
+        assert self.recorder is not None
+        options = {"argsrepr": "()", "kwargsrepr": self.kwargsrepr}
+        return record(self.app, self.recorder, TASK_NAME, self.queue, **options)
+
+    def send(self, jobs: list[Outgoing]) -> list[tuple[str, bool]]:
+        """Publish the jobs whose rows were not started before; per job (answering id, earlier)."""
+        earlier = earlier_answers(self.client, self.target, [job.key for job in jobs])
+        fresh = [job for job in jobs if job.key not in earlier]
+        if fresh:
+            if self.recorder is None:
+                self._send_one_by_one([json.loads(job.payload) for job in fresh])
+            else:
+                self._send_chunk(fresh)
         answers: list[tuple[str, bool]] = []
-        register([job for job in jobs if job["idempotency_key"] not in earlier], self.client)
-        with self._batch(len(jobs) - len(earlier)):
+        for job in jobs:
+            previous = earlier.get(job.key)
+            answers.append((job.job_id, False) if previous is None else (previous, True))
+        return answers
+
+    def _send_chunk(self, jobs: list[Outgoing]) -> None:
+        """Note the jobs in flight, then push all their messages in one round trip."""
+        register_payloads({job.job_id: job.payload for job in jobs}, self.client)
+        template = self._template()  # this chunk's publish time and trace context
+        messages = template.messages(jobs)
+        with self.producer.channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            template.push(pipe, messages)
+            pipe.execute()
+
+    def _send_one_by_one(self, jobs: list[dict[str, Any]]) -> None:
+        from worker.celery_app import TASK_NAME
+
+        register(jobs, self.client)
+        batch = getattr(self.producer, "batch", None)  # kombu >= 5.7: a pipeline on Redis
+        with batch(max_size=len(jobs)) if batch is not None else contextlib.nullcontext():
             for job in jobs:
-                previous = earlier.get(job["idempotency_key"])
-                if previous is not None:
-                    answers.append((previous, True))
-                    continue
                 self.app.send_task(
                     TASK_NAME,
                     kwargs={"job": job},
@@ -150,10 +189,8 @@ class Sender:
                     producer=self.producer,
                     declare=[],
                     argsrepr="()",
-                    kwargsrepr=f"{{'job': <batch {job.get('batch_id')}>}}",
+                    kwargsrepr=self.kwargsrepr,
                 )
-                answers.append((job["job_id"], False))
-        return answers
 
 
 def chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

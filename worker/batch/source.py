@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 from worker.errors import ConfigError
 
@@ -38,8 +38,7 @@ class SourceError(ConfigError):
     """The file as a whole cannot be read (usage error: exit 2)."""
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One row: its first line, its values by column, or why it could not be read."""
 
     line: int

@@ -3,11 +3,13 @@
 Two anonymous temporary files (unlinked from the start, so even a killed
 process leaves nothing behind), so memory stays flat whatever the size:
 
-* the **spool**, written while validating: one compact JSON line per row
-  (valid rows with their key and variables, rejected rows with their
-  reasons). What is sent is exactly what was validated (a file edited
-  between the passes cannot slip an unchecked row in), and stdin needs no
-  second read. Cost: about the input's size again in ``$TMPDIR``.
+* the **spool**, written while validating: one line per row (valid rows
+  with their key and variables, rejected rows with their reasons). What is
+  sent is exactly what was validated (a file edited between the passes
+  cannot slip an unchecked row in), and stdin needs no second read. Cost:
+  about the input's size again in ``$TMPDIR``. A valid row's variables are
+  kept after a tab as the JSON text they have in the job (``json.dumps``
+  with its defaults), so sending needs neither to parse nor to re-encode them.
 * the **manifest**, written while sending: per valid row, in the same order,
   the job id that answers for it (the new job, or the earlier one whose
   result made re-sending unnecessary). The wait and the report read it.
@@ -20,19 +22,21 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, NamedTuple
 
 from worker.batch.rows import ValidRow
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One row as the spool remembers it; ``key`` is None for a rejected row."""
+class Entry(NamedTuple):
+    """One row as the spool remembers it; ``key`` is None for a rejected row.
+
+    ``variables``: the row's variables as JSON text (``json.dumps(variables)``).
+    """
 
     line: int
     business_key: str | None
     key: str | None = None
-    variables: dict[str, Any] | None = None
+    variables: str | None = None
     error: str | None = None
 
 
@@ -45,8 +49,7 @@ class _LineFile:
         self._file = _temporary()
 
     def _write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._file.write(b"\n")
+        self._file.write(data + b"\n")
 
     def _lines(self) -> Iterator[bytes]:
         """Every line from the start (one reader at a time: the file has one position).
@@ -71,21 +74,26 @@ class _LineFile:
         self.close()
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 class Spool(_LineFile):
     def add_valid(self, row: ValidRow) -> None:
-        entry = {"l": row.line, "k": row.business_key, "i": row.key, "v": row.variables}
-        self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+        head = _COMPACT({"l": row.line, "k": row.business_key, "i": row.key})
+        # JSON text holds no raw tab or newline: the tab splits, the newline ends the line
+        self._write(f"{head}\t{row.text}".encode())
 
     def add_rejected(self, line: int, business_key: str | None, error: str) -> None:
-        entry = {"l": line, "k": business_key, "e": error}
-        self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+        self._write(_COMPACT({"l": line, "k": business_key, "e": error}).encode())
 
     def entries(self, valid_only: bool = False) -> Iterator[Entry]:
         for raw in self._lines():
-            data = json.loads(raw)
-            if valid_only and "i" not in data:
+            head, tab, variables = raw.partition(b"\t")
+            if valid_only and not tab:
                 continue
-            yield Entry(data["l"], data.get("k"), data.get("i"), data.get("v"), data.get("e"))
+            data = json.loads(head)
+            text = variables.rstrip(b"\n").decode() if tab else None
+            yield Entry(data["l"], data.get("k"), data.get("i"), text, data.get("e"))
 
 
 @dataclass(frozen=True)

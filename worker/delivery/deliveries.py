@@ -41,7 +41,7 @@ local count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 local retried = redis.call('GET', KEYS[3])
 if ARGV[2] == '1' then
-  -- registered for the sweeper, as `InFlight.track` and `InFlight.taken` would
+  -- registered for the sweeper as `InFlight.track` would, and when it was first taken
   redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
   redis.call('ZADD', KEYS[5], ARGV[5], ARGV[3])
   if ARGV[6] ~= '' then

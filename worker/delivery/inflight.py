@@ -14,7 +14,8 @@ A job a worker is running also names its holder (`worker.delivery.liveness`): wh
 that worker's heartbeat key has expired, the sweeper re-drives the job at
 once instead of waiting for its deadline.
 
-Apart from that registry, `taken` notes when a worker first took a job (kept
+Apart from that registry, arrival (`worker.delivery.deliveries`) notes when a worker
+first took a job (kept
 across retries and re-drives until the job is decided): the in-flight count
 and the age of the oldest job in flight that the metrics show.
 """
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 
-from worker.delivery.redis_batch import Batch, Command, ScriptCall
+from worker.delivery.redis_batch import Batch, Command, ScriptCall, by_size
 from worker.keys import (
     INFLIGHT,
     INFLIGHT_DEADLINES,
@@ -105,10 +107,18 @@ class InFlight:
         """Register a job without a deadline: known (``startproc status``), never re-driven."""
         pipe.hset(INFLIGHT, job_id, compact_json(job))
 
-    @staticmethod
-    def taken(job_id: str, batch: Batch, now: float | None = None) -> None:
-        """A worker took the job: note when, unless an earlier delivery already did."""
-        batch.command("ZADD", INFLIGHT_RUNNING, "NX", time.time() if now is None else now, job_id)
+    def track_many(
+        self, payloads: Mapping[str, str | bytes], deadline: float, pipe: Pipeline
+    ) -> None:
+        """`track` (no holder) for serialized jobs, job id -> JSON: one HSET, one ZADD."""
+        self.note_many(payloads, pipe)
+        pipe.zadd(INFLIGHT_DEADLINES, dict.fromkeys(payloads, deadline))
+
+    def note_many(self, payloads: Mapping[str, str | bytes], pipe: Pipeline) -> None:
+        """`note` for serialized jobs, job id -> JSON: one HSET (per 4 MB of jobs)."""
+        for group in by_size(list(payloads.items()), lambda item: len(item[1])):
+            values: dict[Any, Any] = dict(group)
+            pipe.hset(INFLIGHT, mapping=values)
 
     def done(self, job_id: str, batch: Batch | None = None) -> None:
         """Forget a decided job; into ``batch`` when given (every step is idempotent)."""

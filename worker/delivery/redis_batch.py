@@ -24,9 +24,9 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import hiredis
 import redis
@@ -36,6 +36,29 @@ from redis.exceptions import NoScriptError, ResponseError
 
 Command = tuple[Any, ...]
 """One Redis command as its words, e.g. ``("HDEL", key, field)``."""
+
+T = TypeVar("T")
+COMMAND_BYTES = 4 * 1024 * 1024
+
+
+def by_size(
+    values: Sequence[T], size: Callable[[T], int], limit: int = COMMAND_BYTES
+) -> Iterator[Sequence[T]]:
+    """``values`` in runs of about ``limit`` bytes at most (one value at least), in order.
+
+    For variadic commands (``LPUSH key v1 v2 ...``, ``HSET key f1 v1 ...``):
+    Redis reads a whole command before it runs it, so a thousand 1 MB jobs
+    go as several commands in the same pipeline, not as one of a gigabyte.
+    """
+    start, total = 0, 0
+    for index, value in enumerate(values):
+        length = size(value)
+        if total and total + length > limit:
+            yield values[start:index]
+            start, total = index, 0
+        total += length
+    if start < len(values):
+        yield values[start:]
 
 
 @dataclass(frozen=True)
