@@ -23,21 +23,16 @@ instructions, unlike timings on a shared machine.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks import callgrind
+from benchmarks.callgrind import REPO
+
 PARTS = ("log", "retry", "retry-fail-once", "metrics", "metrics-retry")
 WARMUP = 20
-CHILD_TIMEOUT = 1800.0
-_TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
 
 # ------------------------------------------------------------------ inside callgrind
@@ -107,7 +102,7 @@ def _metrics(retry: bool) -> Callable[[], None]:
 
 def child(part_name: str, calls: int, worker_from: Path) -> None:
     """Set ``part_name`` up with the ``worker`` package of ``worker_from``, then call it."""
-    sys.path.insert(0, str(worker_from))
+    callgrind.use_worker_from(worker_from)
     builders: dict[str, Callable[[], Callable[[], None]]] = {
         "log": _log,
         "retry": lambda: _retry(fail_once=False),
@@ -116,10 +111,7 @@ def child(part_name: str, calls: int, worker_from: Path) -> None:
         "metrics-retry": lambda: _metrics(retry=True),
     }
     part = builders[part_name]()
-    import worker
-
-    if Path(worker.__file__).resolve().parents[1] != worker_from.resolve():
-        raise SystemExit(f"measured {worker.__file__}, not the code in {worker_from}")
+    callgrind.check_worker_from(worker_from)
     for _ in range(WARMUP + calls):
         part()
 
@@ -127,47 +119,11 @@ def child(part_name: str, calls: int, worker_from: Path) -> None:
 # ------------------------------------------------------------------ the parent
 
 
-def callgrind_total(part: str, calls: int, repo: Path, workdir: Path) -> int:
-    """Instructions one child executed in all (``summary:`` of its callgrind file)."""
-    out = workdir / f"callgrind.{part}.{calls}.out"
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            "--dump-instr=no",
-            "--compress-strings=no",
-            sys.executable,
-            "-m",
-            "benchmarks.hotpath_parts",
-            "--child",
-            part,
-            "--calls",
-            str(calls),
-            "--worker-from",
-            str(repo),
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # the log part's lines go to /dev/null
-        timeout=CHILD_TIMEOUT,
-    )
-    match = _TOTAL.search(out.read_bytes())
-    if match is None:
-        raise RuntimeError(f"no instruction total in {out}")
-    return int(match.group(1))
-
-
 def per_call(part: str, calls: int, repo: Path) -> float:
-    workdir = Path(tempfile.mkdtemp(prefix="startproc-parts-"))
-    try:
-        empty = callgrind_total(part, 0, repo, workdir)
-        full = callgrind_total(part, calls, repo, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return (full - empty) / calls
+    def child_args(n: int) -> list[str]:
+        return ["--child", part, "--calls", str(n), "--worker-from", str(repo)]
+
+    return callgrind.per_call(calls, child_args, "benchmarks.hotpath_parts")
 
 
 def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:

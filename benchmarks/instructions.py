@@ -16,28 +16,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import callgrind
 from benchmarks.common import REPO, Bench, Report, Row, make_jobs, table
 
 WARMUP = 50
 GOAL_INSTRUCTIONS = 1_400_000
-CHILD_TIMEOUT = 1800.0
-_TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class Count:
     calls: int
     per_call: float
-    totals: tuple[int, int]
     repo: Path
 
 
@@ -46,9 +39,7 @@ def child(calls: int, worker_from: Path) -> None:
 
     The ``worker`` package comes from ``worker_from`` (ours, or a baseline checkout's).
     """
-    for name in [m for m in sys.modules if m == "worker" or m.startswith("worker.")]:
-        del sys.modules[name]
-    sys.path.insert(0, str(worker_from))
+    callgrind.use_worker_from(worker_from)
     from worker.config import settings
     from worker.logs import configure
     from worker.models import utcnow
@@ -63,53 +54,16 @@ def child(calls: int, worker_from: Path) -> None:
         outcome = service.handle(job, Delivery(job_id=job_id, first_seen=utcnow()))
         if not isinstance(outcome, Done) or outcome.result.status != "created":
             raise SystemExit(f"handle() did not create an instance: {outcome!r}")
-    import worker
-
-    if Path(worker.__file__).resolve().parents[1] != worker_from.resolve():
-        raise SystemExit(f"measured {worker.__file__}, not the code in {worker_from}")
-
-
-def callgrind_total(calls: int, repo: Path, workdir: Path) -> int:
-    """Instructions the child executed in all (``summary:`` of the callgrind file)."""
-    out = workdir / f"callgrind.{calls}.{time.monotonic_ns()}.out"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            "--dump-instr=no",
-            "--compress-strings=no",
-            sys.executable,
-            "-m",
-            "benchmarks.instructions",
-            "--worker-from",
-            str(repo),
-            "--child",
-            str(calls),
-        ],
-        cwd=REPO,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=CHILD_TIMEOUT,
-    )
-    match = _TOTAL.search(out.read_bytes())
-    if match is None:
-        raise RuntimeError(f"no instruction total in {out}")
-    return int(match.group(1))
+    callgrind.check_worker_from(worker_from)
 
 
 def count(calls: int, repo: Path = REPO) -> Count:
     """Instructions per handle() for the code in ``repo``, on the stack this process set up."""
-    workdir = Path(tempfile.mkdtemp(prefix="startproc-callgrind-"))
-    try:
-        empty = callgrind_total(0, repo, workdir)
-        full = callgrind_total(calls, repo, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return Count(calls, (full - empty) / calls, (empty, full), repo)
+
+    def child_args(n: int) -> list[str]:
+        return ["--worker-from", str(repo), "--child", str(n)]
+
+    return Count(calls, callgrind.per_call(calls, child_args, "benchmarks.instructions"), repo)
 
 
 def rows(counts: list[Count]) -> list[Row]:
