@@ -1,21 +1,18 @@
-"""HTTP plumbing: Retry-After parsing, transport error classes, the pooled session.
+"""HTTP plumbing: transport error classes, the pooled session (Retry-After: test_retry_after).
 
 The transport tests that need a real socket use a tiny TCP server on
-127.0.0.1 that counts connections, so "no urllib3 retries" is observed on
-the wire rather than read from a setting.
+127.0.0.1 that counts connections (tests/support/raw_http.py), so "no
+urllib3 retries" is observed on the wire rather than read from a setting.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import http.server
 import socket
 import threading
 import time
-import types
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -32,80 +29,16 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 import worker.engines.http
+from tests.support.raw_http import HangUpServer, TrickleServer
 from tests.support.tls import CA_FILE, BrokenTLSServer, Mode
 from worker import __version__
 from worker.engines import build_engine
 from worker.engines.base import StartRequest
-from worker.engines.http import USER_AGENT, make_session, parse_retry_after, transport_error
+from worker.engines.http import USER_AGENT, make_session, transport_error
 from worker.errors import AmbiguousError, PermanentError, TransientError
 from worker.targets import Targets
 
-NOW = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC).timestamp()
 URL = "http://engine.test/v2/process-instances"
-
-# ---------------------------------------------------------------- Retry-After
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [("0", 0.0), ("7", 7.0), ("120", 120.0), (" 30 ", 30.0), ("86400", 86400.0)],
-)
-def test_retry_after_seconds(value: str, seconds: float) -> None:
-    assert parse_retry_after(value, now=NOW) == seconds
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        ("Wed, 25 Nov 2026 10:02:00 GMT", 120.0),  # IMF-fixdate
-        ("Wednesday, 25-Nov-26 10:00:30 GMT", 30.0),  # RFC 850
-        ("Wed Nov 25 10:00:45 2026", 45.0),  # asctime, no zone: UTC
-        ("Wed, 25 Nov 2026 12:01:00 +0200", 60.0),  # numeric offset
-        ("Wed, 25 Nov 2026 10:00:00 GMT", 0.0),  # now
-    ],
-)
-def test_retry_after_http_date_in_the_future(value: str, seconds: float) -> None:
-    assert parse_retry_after(value, now=NOW) == seconds
-
-
-@pytest.mark.parametrize(
-    "value", ["Wed, 25 Nov 2026 09:59:00 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"]
-)
-def test_retry_after_http_date_in_the_past_is_zero(value: str) -> None:
-    assert parse_retry_after(value, now=NOW) == 0.0
-
-
-def test_retry_after_date_uses_the_clock_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker.engines.http, "time", types.SimpleNamespace(time=lambda: NOW))
-    assert parse_retry_after("Wed, 25 Nov 2026 10:05:00 GMT") == 300.0
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        None,
-        "",
-        "   ",
-        "soon",
-        "-5",
-        "1.5",
-        "1e3",
-        "0x10",
-        "10 seconds",
-        "Wed, 32 Nov 2026 10:00:00 GMT",
-        "Wed, 25 Foo 2026 10:00:00 GMT",
-        "25 Nov",
-        "GMT",
-    ],
-)
-def test_garbage_retry_after_is_none(value: str | None) -> None:
-    assert parse_retry_after(value, now=NOW) is None
-
-
-@pytest.mark.parametrize("value", ["²", "1²", "³0"])
-def test_superscript_digits_are_garbage_not_a_crash(value: str) -> None:
-    assert parse_retry_after(value, now=NOW) is None
-
 
 # ---------------------------------------------------------------- transport_error
 
@@ -229,58 +162,6 @@ def test_environment_is_read_once_when_the_session_is_made(
 def test_default_pool_size() -> None:
     adapter = make_session().get_adapter("http://x.test/")
     assert adapter.poolmanager.connection_pool_kw["maxsize"] == 64  # type: ignore[attr-defined]
-
-
-class HangUpServer:
-    """Accepts TCP connections on 127.0.0.1, reads the request head and hangs up (or not)."""
-
-    def __init__(self, answer: bool = False) -> None:
-        self.answer = answer
-        self.accepted = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port: int = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v2/process-instances"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.settimeout(5)
-            data = b""
-            try:
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-            except OSError:
-                pass
-            if self.answer:
-                self.held.append(conn)  # keep it open: the client's read times out
-            else:
-                conn.close()
-
-    def __enter__(self) -> HangUpServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -434,34 +315,6 @@ def test_the_engine_adapter_leaves_proxied_calls_to_requests() -> None:
 
 
 # ---------------------------------------------------------------- call deadline
-
-
-class TrickleServer(HangUpServer):
-    """Answers every request a byte per ``interval``: no read waits long, the answer does."""
-
-    ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'
-
-    def __init__(self, interval: float) -> None:
-        super().__init__()
-        self.interval = interval
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.held.append(conn)
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
-
-    def _trickle(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while b"\r\n\r\n" not in conn.recv(65536):
-                pass
-            for index in range(len(self.ANSWER)):
-                time.sleep(self.interval)
-                conn.sendall(self.ANSWER[index : index + 1])
 
 
 def test_a_trickling_status_line_is_cut_at_the_deadline_and_ambiguous() -> None:

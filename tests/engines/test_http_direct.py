@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import pickle
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +20,7 @@ import responses
 from opentelemetry import context as otel_context
 from requests.adapters import HTTPAdapter
 
-from tests.engines.test_http import HangUpServer, TrickleServer
+from tests.support.raw_http import CutAnswerServer, HangUpServer, LoopbackServer, TrickleServer
 from tests.support.tls import CA_FILE, BrokenTLSServer, Mode
 from worker.engines import build_engine
 from worker.engines.base import Engine, StartRequest
@@ -35,30 +34,14 @@ ANSWER = b'{"processInstanceKey": "2251799813685251", "note": "caf\xc3\xa9"}'
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-class CaptureServer:
+class CaptureServer(LoopbackServer):
     """Records every request's raw bytes (head and body) and answers 200 with `ANSWER`."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[bytes] = []
-        self.accepted = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         data = b""
         with conn, contextlib.suppress(OSError):
             while True:
@@ -77,15 +60,6 @@ class CaptureServer:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Set-Cookie: s=1\r\nX-Many: a\r\nx-many: b\r\n"
                              b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
-
-    def __enter__(self) -> CaptureServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -237,26 +211,6 @@ def test_a_proxy_gets_the_call(monkeypatch: pytest.MonkeyPatch, capture: Capture
 
 
 # ---------------------------------------------------------------- errors map alike
-
-
-class CutAnswerServer(HangUpServer):
-    """Answers the head of a 100-byte body and 10 bytes of it, then hangs up (or holds on)."""
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            with contextlib.suppress(OSError):
-                while b"\r\n\r\n" not in conn.recv(65536):
-                    pass
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-            if self.answer:
-                self.held.append(conn)
-            else:
-                conn.close()
 
 
 @contextlib.contextmanager

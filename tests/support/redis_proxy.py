@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.support.raw_http import LoopbackServer
 
-class ReplyDropper:
+
+class ReplyDropper(LoopbackServer):
     """Forwards bytes both ways; `drop_reply_to` makes it swallow one reply.
 
     Armed with a marker (bytes the command contains, e.g. a script's SHA1),
@@ -26,14 +27,12 @@ class ReplyDropper:
     """
 
     def __init__(self, upstream_url: str) -> None:
+        super().__init__()
         self.upstream = urlsplit(upstream_url)
         self.dropped = threading.Event()
         self.dropped_reply = b""
         self._marker: bytes | None = None
         self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
 
     @property
     def url(self) -> str:
@@ -47,39 +46,17 @@ class ReplyDropper:
         with self._lock:
             self._marker = marker
 
-    def __enter__(self) -> ReplyDropper:
-        threading.Thread(target=self._accept, name="reply-dropper", daemon=True).start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            host, port = self.upstream.hostname or "127.0.0.1", self.upstream.port or 6379
-            server = socket.create_connection((host, port))
-            with self._lock:
-                self._sockets += [client, server]
-            silenced = threading.Event()
-            threading.Thread(
-                target=self._requests, args=(client, server, silenced), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._replies, args=(server, client, silenced), daemon=True
-            ).start()
+    def handle(self, conn: socket.socket) -> None:
+        """Connect ``conn`` to Redis: requests forwarded here, replies on a second thread."""
+        host, port = self.upstream.hostname or "127.0.0.1", self.upstream.port or 6379
+        server = socket.create_connection((host, port))
+        self.hold(conn)
+        self.hold(server)
+        silenced = threading.Event()
+        threading.Thread(
+            target=self._replies, args=(server, conn, silenced), daemon=True
+        ).start()
+        self._requests(conn, server, silenced)
 
     def _requests(
         self, client: socket.socket, server: socket.socket, silenced: threading.Event

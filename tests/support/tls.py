@@ -13,16 +13,16 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
+
+from tests.support.raw_http import LoopbackServer, read_head
 
 CA_FILE = str(Path(__file__).with_name("localhost.pem"))
 Mode = Literal["not_tls", "handshake_only", "corrupt_answer"]
 
 
-class BrokenTLSServer:
+class BrokenTLSServer(LoopbackServer):
     """Serves one way of failing to every connection.
 
     * ``not_tls``: answers the client's hello with plain HTTP (the handshake fails);
@@ -34,43 +34,20 @@ class BrokenTLSServer:
     ``requests_read`` counts request heads that reached the server.
     """
 
+    scheme = "https"
+    path = "/v2/process-instances"
+
     def __init__(self, mode: Mode) -> None:
+        super().__init__()
         self.mode = mode
         self.requests_read = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(CA_FILE)
-        self._thread = threading.Thread(target=self._serve, name="broken-tls", daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/v2/process-instances"
-
-    def __enter__(self) -> BrokenTLSServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(timeout=5)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            conn.settimeout(5)
-            with contextlib.suppress(OSError), conn:
-                self._fail(conn)
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError), conn:
+            self._fail(conn)
 
     def _fail(self, conn: socket.socket) -> None:
         if self.mode == "not_tls":
@@ -92,12 +69,9 @@ class BrokenTLSServer:
 
 def _read_request(tls: ssl.SSLSocket) -> bool:
     """Read one whole request (head and ``Content-Length`` body); False if the client left."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = tls.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
+    data = read_head(tls)
+    if b"\r\n\r\n" not in data:
+        return False
     head, _, body = data.partition(b"\r\n\r\n")
     length = next(
         (

@@ -242,14 +242,7 @@ class EngineAdapter(HTTPAdapter):
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         response = requests.Response()
-        response.status_code = resp.status
-        response.headers = CaseInsensitiveDict(resp.headers)
-        response.encoding = get_encoding_from_headers(response.headers)
-        response.raw = resp
-        response.reason = resp.reason
-        response.url = req.url or ""
-        response.request = req
-        response.connection = self
+        _set_answer(response, req, resp, self)
         return response
 
     def close(self) -> None:
@@ -271,19 +264,28 @@ class EngineResponse(requests.Response):
         self._content = content
         self._content_consumed = True
         self._next = None
-        self.status_code = raw.status
-        self.headers = CaseInsensitiveDict(raw.headers)
-        self.encoding = get_encoding_from_headers(self.headers)
-        self.raw = raw
-        self.reason = raw.reason
-        self.url = request.url or ""
         self.history = []
         self.elapsed = _NO_TIME
-        self.request = request
-        self.connection = adapter
+        _set_answer(self, request, raw, adapter)
 
     def __getattr__(self, name: str) -> Any:
         if name != "cookies":
             raise AttributeError(name)
         self.cookies = RequestsCookieJar()  # what cookiejar_from_dict({}) makes
         return self.cookies
+
+
+def _set_answer(
+    response: requests.Response, request: requests.PreparedRequest, raw: Any, adapter: HTTPAdapter
+) -> None:
+    """Give ``response`` the fields urllib3's ``raw`` answer sets (requests' ``build_response``
+    without its cookie jar): one place for `EngineAdapter.build_response` and for
+    `EngineResponse`, which skips ``Response.__init__`` and so sets its fields itself."""
+    response.status_code = raw.status
+    response.headers = CaseInsensitiveDict(raw.headers)
+    response.encoding = get_encoding_from_headers(response.headers)
+    response.raw = raw
+    response.reason = raw.reason
+    response.url = request.url or ""
+    response.request = request
+    response.connection = adapter
