@@ -18,23 +18,14 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from worker.delivery.inflight import InFlight
+from worker.delivery.inflight import REGISTRY_KEYS, InFlight
 from worker.delivery.redis_batch import ScriptCall
-from worker.keys import (
-    INFLIGHT,
-    INFLIGHT_DEADLINES,
-    INFLIGHT_HOLDERS,
-    INFLIGHT_RUNNING,
-    deliveries_key,
-    result_key,
-    retried_key,
-)
+from worker.keys import deliveries_key, result_key, retried_key
 from worker.models import Result, compact_json
 
 DELIVERY_COUNT_TTL = 86400
 """Seconds the per-job delivery counters are kept after the last delivery."""
 
-ARRIVAL_KEYS = (INFLIGHT, INFLIGHT_DEADLINES, INFLIGHT_HOLDERS, INFLIGHT_RUNNING)
 _ARRIVE = """
 local result = redis.call('GET', KEYS[1])
 local count = redis.call('INCR', KEYS[2])
@@ -75,7 +66,7 @@ class Deliveries:
         now = time.time()
         call = ScriptCall(
             self._arrive,
-            [result_key(job_id), deliveries_key(job_id), retried_key(job_id), *ARRIVAL_KEYS],
+            [result_key(job_id), deliveries_key(job_id), retried_key(job_id), *REGISTRY_KEYS],
             [
                 DELIVERY_COUNT_TTL,
                 "1" if tracked else "0",

@@ -14,9 +14,9 @@ A job a worker is running also names its holder (`worker.delivery.liveness`): wh
 that worker's heartbeat key has expired, the sweeper re-drives the job at
 once instead of waiting for its deadline.
 
-Apart from that registry, arrival (`worker.delivery.deliveries`) notes when a worker
-first took a job (kept
-across retries and re-drives until the job is decided): the in-flight count
+Apart from that registry, arrival (`worker.delivery.deliveries`) notes when a
+worker first took a job (kept across retries and re-drives until the job is
+decided): the in-flight count
 and the age of the oldest job in flight that the metrics show.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from worker.delivery.redis_batch import Batch, Command, ScriptCall, by_size
+from worker.delivery.redis_batch import Batch, ScriptCall, by_size
 from worker.keys import (
     INFLIGHT,
     INFLIGHT_DEADLINES,
@@ -40,7 +40,8 @@ from worker.keys import (
 )
 from worker.models import compact_json
 
-_FORGET_KEYS = (INFLIGHT, INFLIGHT_DEADLINES, INFLIGHT_HOLDERS, INFLIGHT_RUNNING)
+REGISTRY_KEYS = (INFLIGHT, INFLIGHT_DEADLINES, INFLIGHT_HOLDERS, INFLIGHT_RUNNING)
+"""The registry's keys, in the order its scripts (and arrival's) take them."""
 _FORGET = """
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -66,42 +67,25 @@ class InFlight:
         job_id: str,
         job: Any,
         deadline: float,
-        pipe: Pipeline | Batch | None = None,
+        pipe: Pipeline | None = None,
         holder: str | None = None,
-        encoded: str | None = None,
     ) -> None:
         """Register (or move the deadline of) a job; into ``pipe`` when given.
 
         ``holder``: the worker process now running it; ``""``: nobody runs it
         now (a planned retry waits in the broker); None leaves that as it was.
-        ``encoded``: the job as `worker.models.compact_json` made it already.
+        (A worker's arrival registers its job in its own script, `worker.delivery.deliveries`.)
         """
-        text = compact_json(job) if encoded is None else encoded
-        commands = self.track_commands(job_id, text, deadline, holder)
-        if isinstance(pipe, Batch):
-            for command in commands:
-                pipe.command(*command)
-            return
         own = pipe is None
         pipe = self.client.pipeline(transaction=True) if pipe is None else pipe
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        pipe.hset(INFLIGHT, job_id, compact_json(job))
+        pipe.zadd(INFLIGHT_DEADLINES, {job_id: deadline})
+        if holder:
+            pipe.hset(INFLIGHT_HOLDERS, job_id, holder)
+        elif holder == "":
+            pipe.hdel(INFLIGHT_HOLDERS, job_id)
         if own:
             pipe.execute()
-
-    @staticmethod
-    def track_commands(
-        job_id: str, job_json: str, deadline: float, holder: str | None
-    ) -> list[Command]:
-        commands: list[Command] = [
-            ("HSET", INFLIGHT, job_id, job_json),
-            ("ZADD", INFLIGHT_DEADLINES, deadline, job_id),
-        ]
-        if holder:
-            commands.append(("HSET", INFLIGHT_HOLDERS, job_id, holder))
-        elif holder == "":
-            commands.append(("HDEL", INFLIGHT_HOLDERS, job_id))
-        return commands
 
     def note(self, job_id: str, job: Any, pipe: Pipeline) -> None:
         """Register a job without a deadline: known (``startproc status``), never re-driven."""
@@ -123,7 +107,7 @@ class InFlight:
     def done(self, job_id: str, batch: Batch | None = None) -> None:
         """Forget a decided job; into ``batch`` when given (every step is idempotent)."""
         own = Batch(self.client) if batch is None else batch
-        own.script(ScriptCall(self._forget, _FORGET_KEYS, [job_id]))
+        own.script(ScriptCall(self._forget, REGISTRY_KEYS, [job_id]))
         if batch is None:
             own.execute()
 
