@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 
@@ -186,38 +186,9 @@ class Ledger:
         attempts = ScriptCall(self._mark, [ledger_key(target, key)], [fence, self.lease_ms]).run()
         return int(attempts) or None
 
-    def finish(
-        self,
-        target: str,
-        key: str,
-        fence: int,
-        state: FinalState,
-        instance_id: str = "",
-        *,
-        fingerprint: str = "",
-        job_id: str = "",
-        attempts: int = 0,
-    ) -> bool:
-        """Write the outcome if this holder still owns the key; False for a stale holder.
-
-        A holder owns the key unless a *higher* fence took it over. When Redis
-        lost the entry (failover to a lagging replica, an AOF tail, a restart),
-        the outcome rebuilds it from ``fingerprint``, ``job_id`` and ``attempts``,
-        and a success also replaces a lower-fenced claim made after the loss:
-        a success dropped there would let the next job start a second instance.
-        Without a ``fingerprint`` a lost entry is left alone.
-        """
-        call = self.finish_call(
-            target,
-            key,
-            fence,
-            state,
-            instance_id,
-            fingerprint=fingerprint,
-            job_id=job_id,
-            attempts=attempts,
-        )
-        return bool(call.run())
+    def finish(self, *args: Any, **kwargs: Any) -> bool:
+        """`finish_call` (the same arguments), run now: False for a stale holder."""
+        return bool(self.finish_call(*args, **kwargs).run())
 
     def finish_call(
         self,
@@ -231,7 +202,16 @@ class Ledger:
         job_id: str = "",
         attempts: int = 0,
     ) -> ScriptCall:
-        """`finish` as a script call, to send in a `Batch` with other steps (its answer: 0/1)."""
+        """The outcome, if this holder still owns the key, as a script call (to send in a
+        `Batch` with other steps; its answer: 1 written, 0 for a stale holder).
+
+        A holder owns the key unless a *higher* fence took it over. When Redis
+        lost the entry (failover to a lagging replica, an AOF tail, a restart),
+        the outcome rebuilds it from ``fingerprint``, ``job_id`` and ``attempts``,
+        and a success also replaces a lower-fenced claim made after the loss:
+        a success dropped there would let the next job start a second instance.
+        Without a ``fingerprint`` a lost entry is left alone.
+        """
         return ScriptCall(
             self._finish,
             [ledger_key(target, key)],
