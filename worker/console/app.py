@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from worker.config import Settings
 from worker.console.batch_runs import BatchRuns
@@ -35,6 +35,7 @@ from worker.console.render import ENV, SECURITY_HEADERS, page
 from worker.console.session import Sessions
 from worker.errors import ConfigError
 from worker.intake.context import Intake
+from worker.intake.middleware import CrashGuard
 
 log = structlog.get_logger("worker.console")
 
@@ -73,42 +74,25 @@ def install_error_pages(app: FastAPI) -> None:
     app.add_exception_handler(ConfigError, on_outage)
 
 
-class ConsoleGuard:
-    """Security headers on every answer; any unhandled error is a plain 500 page, logged.
+class ConsoleGuard(CrashGuard):
+    """Security headers on every answer; an unhandled error is a plain 500 page."""
 
-    Plain ASGI, outermost: it also covers the error handlers themselves, and
-    no traceback or exception text ever reaches the browser.
-    """
+    event = "console.unhandled"
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def logger(self) -> Any:
+        return log
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
+    def on_start(self, message: Message) -> Message:
+        headers = list(message.get("headers", []))
+        names = {name.lower() for name, _ in headers}
+        for name, value in SECURITY_HEADERS.items():
+            if name.lower().encode() not in names:
+                headers.append((name.lower().encode(), value.encode()))
+        return {**message, "headers": headers}
 
-        async def with_headers(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                for name, value in SECURITY_HEADERS.items():
-                    if name.lower().encode() not in names:
-                        headers.append((name.lower().encode(), value.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, with_headers)
-        except Exception:
-            log.exception("console.unhandled", method=scope.get("method"), path=scope.get("path"))
-            if started:
-                return
-            body = ENV.get_template("crash.html").render(ui=scope.get("root_path", ""))
-            await HTMLResponse(body, status_code=500)(scope, receive, with_headers)
+    def crash_response(self, scope: Scope) -> Response:
+        body = ENV.get_template("crash.html").render(ui=scope.get("root_path", ""))
+        return HTMLResponse(body, status_code=500)
 
 
 def create_console(cfg: Settings, intake: Intake) -> FastAPI:

@@ -9,8 +9,10 @@ than after buffering a gigabyte.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import structlog
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.intake.problems import ProblemError, problem_response
@@ -87,16 +89,30 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-class ProblemGuard:
-    """Any exception nothing else handled becomes a logged 500 problem, never a traceback.
+class CrashGuard:
+    """Any exception nothing else handled: logged with its traceback, and a 500 of the
+    app's own kind (`crash_response`), never a traceback or exception text.
 
-    Starlette's own error middleware would answer with plain text and then
-    re-raise; this one answers with problem+json and keeps the traceback in
-    the log, where it belongs.
+    Plain ASGI, outermost, so it also covers the apps' error handlers. An
+    exception after the answer started cannot change it: ``reraise_started``
+    says whether it then goes on to the server. `on_start` may add headers.
     """
+
+    event = "unhandled"
+    reraise_started = False
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    def logger(self) -> Any:
+        """Where the traceback goes (this module's logger, looked up when used)."""
+        return log
+
+    def on_start(self, message: Message) -> Message:
+        return message
+
+    def crash_response(self, scope: Scope) -> Response:
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,19 +124,32 @@ class ProblemGuard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                message = self.on_start(message)
             await send(message)
 
         try:
             await self.app(scope, receive, tracked)
         except Exception:
-            log.exception("intake.unhandled", method=scope.get("method"), path=scope.get("path"))
+            self.logger().exception(self.event, method=scope.get("method"), path=scope.get("path"))
             if started:
-                raise
-            response = problem_response(
-                500,
-                "internal",
-                "Internal Server Error",
-                "the intake failed unexpectedly; the error is in its log",
-                instance=scope.get("path"),
-            )
-            await response(scope, receive, send)
+                if self.reraise_started:
+                    raise
+                return
+            await self.crash_response(scope)(scope, receive, tracked)
+
+
+class ProblemGuard(CrashGuard):
+    """The intake's crash answer: a 500 problem+json (Starlette's own error middleware
+    would answer with plain text and re-raise)."""
+
+    event = "intake.unhandled"
+    reraise_started = True
+
+    def crash_response(self, scope: Scope) -> Response:
+        return problem_response(
+            500,
+            "internal",
+            "Internal Server Error",
+            "the intake failed unexpectedly; the error is in its log",
+            instance=scope.get("path"),
+        )
