@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from worker.delivery.ledger import Claim, FinalState
+from worker.delivery.ledger import Claim, ClaimCall, FinalState
 from worker.delivery.ratelimit import RateLimited
 from worker.delivery.redis_batch import ScriptCall
 from worker.engines.base import Engine, Started, StartRequest
@@ -93,6 +93,9 @@ class Attempt:
     """The claim already marked the first send (a new key, no rate limit to wait for)."""
     prepared: PreparedRequest | None = None
     """The start request with credentials applied before the claim, for the first send."""
+    request: StartRequest | None = None
+    claim_until: float = 0.0
+    """`time.monotonic` after which a busy key is left to a later delivery."""
 
     def __post_init__(self) -> None:
         self.job_id = self.job.job_id or self.delivery.job_id
@@ -112,12 +115,19 @@ class Attempt:
 
     # ---- the path
 
-    def execute(self) -> Outcome:
+    def prepare(self) -> ClaimCall:
+        """Engine, start request and credentials, then the first claim, not run yet: it
+        runs inside the delivery's arrival (`worker.service.StartService.handle`)."""
         svc = self.service
         self.engine = svc.engines.get(self.job.target)
-        request = self.engine.start_request(self.job, self.key)
-        self.prepared = self._credentials_first(request)
-        claim = self._claim()
+        self.request = self.engine.start_request(self.job, self.key)
+        self.prepared = self._credentials_first(self.request)
+        self.claim_until = time.monotonic() + svc.busy_wait
+        return self._claim_call()
+
+    def execute(self, first: Claim) -> Outcome:
+        """The path from the first claim's answer (`prepare`) to the job's outcome."""
+        claim = self._claim(first)
         if claim.status == "busy":
             return RetryLater(max(claim.wait_ms / 1000, 0.5), "another worker holds this key")
         if claim.status == "conflict":
@@ -139,39 +149,35 @@ class Attempt:
                 return self._unresolved(exc)
             if found is not None:
                 return self._created(found)
-        return self._send(request)
+        assert self.request is not None
+        return self._send(self.request)
 
-    def _claim(self) -> Claim:
+    def _claim(self, claim: Claim) -> Claim:
+        """Claim again while another worker holds the key, for up to ``busy_wait`` seconds."""
+        delay = 0.02
+        while claim.status == "busy" and time.monotonic() + delay <= self.claim_until:
+            self.service.sleep(min(delay, claim.wait_ms / 1000))
+            delay = min(delay * 2, 0.5)
+            claim = self._claim_call().run()
+        return claim
+
+    def _claim_call(self) -> ClaimCall:
         svc = self.service
-        fp = self.fingerprint
         target = svc.targets[self.job.target]
         # With a rate limit the send may wait for a token, so it is marked only then;
         # without credentials in place it is marked once they are (after a token fetch).
-        send = not target.rate_limit and self.prepared is not None
-        attempt = target.connect_timeout + target.timeout + ATTEMPT_MARGIN_SECONDS
-        deadline = time.monotonic() + svc.busy_wait
-        delay = 0.02
-        while True:
-            claim = svc.ledger.claim(
-                self.job.target,
-                self.key,
-                fp,
-                self.job_id,
-                send=send,
-                holder=svc.holder(),
-                attempt_seconds=attempt,
-                enqueued_at=self.enqueued_at(),
-            )
-            if claim.status != "busy" or time.monotonic() + delay > deadline:
-                return claim
-            svc.sleep(min(delay, claim.wait_ms / 1000))
-            delay = min(delay * 2, 0.5)
-
-    def enqueued_at(self) -> float | None:
-        """When the job was enqueued (Unix time): one enqueued before a Redis switch may
-        have been started in the writes the switch lost (`worker.delivery.ledger`)."""
+        # A job enqueued before a Redis switch may have been started in the lost writes.
         enqueued = self.job.enqueued_at
-        return enqueued.timestamp() if enqueued is not None else None
+        return svc.ledger.claim_call(
+            self.job.target,
+            self.key,
+            self.fingerprint,
+            self.job_id,
+            send=not target.rate_limit and self.prepared is not None,
+            holder=svc.holder(),
+            attempt_seconds=target.connect_timeout + target.timeout + ATTEMPT_MARGIN_SECONDS,
+            enqueued_at=enqueued.timestamp() if enqueued is not None else None,
+        )
 
     def _credentials_first(self, request: StartRequest) -> PreparedRequest | None:
         """Apply credentials before claiming when they are at hand (a cached token).
@@ -217,7 +223,7 @@ class Attempt:
         while True:
             found = self._look_up()
             if found is not None or time.monotonic() + delay > deadline:
-                self.log.info("job.reconciled", found=found, why=_why(claim))
+                self.log.info("job.reconciled", found=found, why=claim.why)
                 return found
             self.service.sleep(delay)  # search is eventually consistent (C8)
             delay = min(delay * 2, 2.0)
@@ -386,13 +392,6 @@ class Attempt:
             enqueued_at=job.enqueued_at or self.delivery.first_seen,
             **fields,
         )
-
-
-def _why(claim: Claim) -> str:
-    """Why a claim reconciled first, for the log."""
-    if claim.writes_lost:
-        return "redis_switched"
-    return "holder_died" if claim.holder_died else "answer_lost"
 
 
 def _engine_of(targets: Targets, name: str) -> str | None:

@@ -12,6 +12,9 @@ The order of steps is the product's promise:
 3. the job and its options are validated before anything is claimed;
 4. an `Attempt` claims, reconciles (also after writes a Redis restart or failover
    lost), calls and records (`worker.attempt`).
+
+Steps 1, 2 and the first claim are one script (`Deliveries.arrive`): the job
+is read and its claim built first, and decided only after the delivery counts.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from worker.attempt import Attempt, Delivery, Done, Outcome, RetryLater
 from worker.delivery.deliveries import Deliveries
 from worker.delivery.dlq import DeadLetters
 from worker.delivery.inflight import InFlight
-from worker.delivery.ledger import Ledger
+from worker.delivery.ledger import ClaimCall, Ledger
 from worker.delivery.liveness import Liveness
 from worker.delivery.ratelimit import RateLimited, RateLimiter
 from worker.delivery.redis_batch import Batch, ScriptCall
@@ -71,32 +74,63 @@ class StartService:
     def handle(self, raw_job: Any, delivery: Delivery) -> Outcome:
         delivery = identified(raw_job, delivery)
         encoded = compact_json(raw_job) if isinstance(raw_job, dict) else None
-        existing, lost = self.deliveries.arrive(
-            delivery.job_id, raw_job, delivery.retries, self.holder(), encoded
+        run, claim, problem = self._prepare(raw_job, encoded, delivery)
+        arrival = self.deliveries.arrive(
+            delivery.job_id,
+            raw_job,
+            delivery.retries,
+            self.holder(),
+            encoded,
+            claim.script if claim is not None else None,
+            self.max_deliveries,
         )
-        if existing is not None:
+        if arrival.existing is not None:
             self.results.publish_pending(delivery.job_id)
             self.inflight.done(delivery.job_id)
-            return Done(existing)
-        if lost >= self.max_deliveries:
+            return Done(arrival.existing)
+        if arrival.lost >= self.max_deliveries:
             return self.give_up(
                 raw_job,
                 delivery,
-                f"poison message: the worker was lost {lost} times while holding it",
+                f"poison message: the worker was lost {arrival.lost} times while holding it",
             )
+        if run is None:
+            assert isinstance(problem, InvalidJob)
+            return self.reject(raw_job, delivery, problem)
+        if isinstance(problem, JobError):
+            return run.fail(problem)
+        if problem is not None:
+            raise problem
+        assert claim is not None and arrival.claim_reply is not None
         try:
-            job = Job.parse(raw_job, encoded)
-        except InvalidJob as exc:
-            return self.reject(raw_job, delivery, exc)
-        run = Attempt(self, job, delivery)
-        try:
-            outcome = run.execute()
+            outcome = run.execute(claim.read(arrival.claim_reply))
         except JobError as exc:
             return run.fail(exc)
         if isinstance(outcome, RetryLater):
             outcome = RetryLater(self.policy.bounded(outcome.countdown), outcome.reason)
             self.deliveries.planned_retry(delivery.job_id, raw_job, outcome.countdown)
         return outcome
+
+    def _prepare(
+        self, raw_job: Any, encoded: str | None, delivery: Delivery
+    ) -> tuple[Attempt | None, ClaimCall | None, Exception | None]:
+        """The job read and its first claim built, before arrival, which runs the claim.
+
+        No Redis here: what fails (a job that cannot be read, a job error, a
+        bug) is held until the delivery is counted and registered, then
+        decided as before. A worker killed in here (pure CPU, on a message
+        already decoded and within the size limit) leaves the job to the broker's
+        redelivery, as one killed while Celery decodes the message does.
+        """
+        try:
+            job = Job.parse(raw_job, encoded)
+        except InvalidJob as exc:
+            return None, None, exc
+        run = Attempt(self, job, delivery)
+        try:
+            return run, run.prepare(), None
+        except Exception as exc:  # decided (a job error) or raised (a bug) after arrival
+            return run, None, exc
 
     @cached_property
     def deliveries(self) -> Deliveries:

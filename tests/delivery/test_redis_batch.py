@@ -4,14 +4,19 @@ connection of the thread's own that survives drops, forks and ends with its thre
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import threading
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.support.sentinel import MASTER_NAME, SentinelSet
 from tests.support.waiting import wait_until
 from worker.broker.sentinel import master_client
+from worker.delivery import redis_batch
 from worker.delivery.redis_batch import Batch, ScriptCall
 
 INCR_BY_ARG = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
@@ -72,6 +77,36 @@ def clients_named(client: redis.Redis, name: str) -> int:
 def named_client(redis_client: redis.Redis, name: str) -> redis.Redis:
     kwargs = redis_client.connection_pool.connection_kwargs
     return redis.Redis(connection_pool=redis.ConnectionPool(**{**kwargs, "client_name": name}))
+
+
+def test_the_socket_timeout_is_the_kernels_and_still_ends_a_wait(
+    redis_client: redis.Redis,
+) -> None:
+    """No poll before each send and receive, yet a Redis that stops answering times out."""
+    kwargs = redis_client.connection_pool.connection_kwargs
+    pool = redis.ConnectionPool(
+        **{**kwargs, "socket_timeout": 0.25, "retry": Retry(NoBackoff(), 0), "client_name": "k"}
+    )
+    client = redis.Redis(connection_pool=pool)
+    warm = Batch(client)
+    warm.command("PING")
+    assert warm.execute() == ["PONG"]
+    sock = redis_batch._own_connection(pool)._sock
+    assert sock.gettimeout() is None
+    timeout = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.calcsize("ll"))
+    seconds, micros = struct.unpack("ll", timeout)
+    assert 0.25 <= seconds + micros / 1e6 < 0.3  # the kernel rounds up to its tick
+    redis_client.client_pause(30_000, all=False)  # writes wait: longer than the test may take
+    try:
+        stuck = Batch(client)
+        stuck.command("SET", "paused", "1")
+        with pytest.raises(redis.TimeoutError):
+            stuck.execute()
+    finally:
+        redis_client.client_unpause()
+    again = Batch(client)
+    again.command("GET", "paused")
+    assert again.execute() in ([None], ["1"])  # a new connection; the paused SET may have run
 
 
 def test_a_dropped_connection_is_reconnected_and_the_batch_sent_again(

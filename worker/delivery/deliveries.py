@@ -4,8 +4,11 @@ Every delivery is counted, and so is every delivery that ended in a planned
 retry; the rest were lost with their worker, so a crash loop shows up as a
 growing difference. The retry count is kept in Redis, not taken from the
 message: a job the sweeper re-drives arrives as a new message with
-``retries = 0``. Arrival also registers the job for the sweeper before
-anything can fail, and reads an earlier result: one script, one reply.
+``retries = 0``. Arrival also registers the job for the sweeper, reads an
+earlier result and, for a job with neither a result nor a poison count, runs
+the ledger's first claim: one script, one reply. The job is read and the claim
+built before it (`worker.service.StartService.handle`); what fails there is
+decided, or raised, only after arrival.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import redis
 from redis.commands.core import Script
 
 from worker.delivery.inflight import REGISTRY_KEYS, InFlight
+from worker.delivery.ledger_scripts import CLAIM
 from worker.delivery.redis_batch import ScriptCall
 from worker.keys import deliveries_key, result_key, retried_key
 from worker.models import Result, compact_json
@@ -26,7 +30,7 @@ from worker.models import Result, compact_json
 DELIVERY_COUNT_TTL = 86400
 """Seconds the per-job delivery counters are kept after the last delivery."""
 
-_ARRIVE = """
+_ARRIVE_BODY = """
 local result = redis.call('GET', KEYS[1])
 local count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -44,6 +48,39 @@ if ARGV[2] == '1' then
 end
 return {result or false, count, retried or false}
 """
+_ARRIVE_KEYS = 7
+
+# Arrival, then (keys 8-9, arguments 10-) the ledger's claim of a job that has no result
+# and is not poison: the ledger's own CLAIM script, run as a function of its keys and
+# arguments. ARGV[8]: the retries Celery counted; ARGV[9]: the poison threshold.
+_ARRIVE = f"""
+local function arrive(KEYS, ARGV)
+{_ARRIVE_BODY}
+end
+local function claim(KEYS, ARGV)
+{CLAIM}
+end
+local arrival = arrive({{unpack(KEYS, 1, {_ARRIVE_KEYS})}}, {{unpack(ARGV, 1, 7)}})
+if #KEYS > {_ARRIVE_KEYS} and not arrival[1] then
+  local planned = math.max(tonumber(arrival[3] or 0), tonumber(ARGV[8]))
+  if arrival[2] - 1 - planned < tonumber(ARGV[9]) then
+    arrival[4] = claim({{unpack(KEYS, {_ARRIVE_KEYS + 1})}}, {{unpack(ARGV, 10)}})
+  end
+end
+return arrival
+"""
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What a delivery found on arrival."""
+
+    existing: Result | None
+    """The job's result, when it was decided before (a redelivery)."""
+    lost: int
+    """Deliveries of this job lost with their worker so far."""
+    claim_reply: list[Any] | None = None
+    """The claim's raw reply, when one was asked for and run (`ClaimCall.read`)."""
 
 
 @dataclass(frozen=True)
@@ -54,34 +91,44 @@ class Deliveries:
     """Seconds after which the sweeper re-drives a job nobody decided."""
 
     def arrive(
-        self, job_id: str, raw_job: Any, retries: int, holder: str, encoded: str | None = None
-    ) -> tuple[Result | None, int]:
-        """(an earlier result, deliveries lost with their worker so far).
+        self,
+        job_id: str,
+        raw_job: Any,
+        retries: int,
+        holder: str,
+        encoded: str | None = None,
+        claim: ScriptCall | None = None,
+        max_deliveries: int = 0,
+    ) -> Arrival:
+        """Count and register this delivery, and read an earlier result: one script.
 
         ``encoded``: a dict ``raw_job`` as `worker.models.compact_json` made it already.
+        ``claim``: the ledger's claim for the job (`worker.delivery.ledger.ClaimCall`),
+        run in the same script when the job has no result and fewer than
+        ``max_deliveries`` deliveries were lost: one round trip fewer per start.
         """
         tracked = isinstance(raw_job, dict)
         if tracked and encoded is None:
             encoded = compact_json(raw_job)
         now = time.time()
-        call = ScriptCall(
-            self._arrive,
-            [result_key(job_id), deliveries_key(job_id), retried_key(job_id), *REGISTRY_KEYS],
-            [
-                DELIVERY_COUNT_TTL,
-                "1" if tracked else "0",
-                job_id,
-                encoded or "",
-                now + self.decide_within,
-                holder,
-                now,
-            ],
-        )
-        raw_result, count, retried = call.run()
+        keys = [result_key(job_id), deliveries_key(job_id), retried_key(job_id), *REGISTRY_KEYS]
+        args: list[Any] = [
+            DELIVERY_COUNT_TTL,
+            "1" if tracked else "0",
+            job_id,
+            encoded or "",
+            now + self.decide_within,
+            holder,
+            now,
+        ]
+        if claim is not None:
+            keys += claim.keys
+            args += [retries, max_deliveries, *claim.args]
+        raw_result, count, retried, *claimed = ScriptCall(self._arrive, keys, args).run()
         existing = Result.model_validate_json(raw_result) if raw_result else None
         # Celery's own count still covers retries the service never saw (internal errors).
         planned = max(int(retried or 0), retries)
-        return existing, int(count) - 1 - planned
+        return Arrival(existing, int(count) - 1 - planned, claimed[0] if claimed else None)
 
     @cached_property
     def _arrive(self) -> Script:

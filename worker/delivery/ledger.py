@@ -49,6 +49,7 @@ cannot end a live holder's lease early. The interface (`claim`, `mark_sending`,
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -103,6 +104,42 @@ class Claim:
     sending: bool = False
     """True when the claim also marked the first send (``claim(send=True)`` on a new key)."""
 
+    @property
+    def why(self) -> str:
+        """Why a claim reconciles first, for the log."""
+        if self.writes_lost:
+            return "redis_switched"
+        return "holder_died" if self.holder_died else "answer_lost"
+
+
+@dataclass(frozen=True)
+class ClaimCall:
+    """One claim of a key, built once (a call token of its own), run once or resent."""
+
+    script: ScriptCall
+    send: bool
+
+    def run(self) -> Claim:
+        return self.read(self.script.run())
+
+    def read(self, raw: Sequence[Any]) -> Claim:
+        """The claim script's reply as a `Claim`."""
+        status, fence, other, instance, extra, attempts, since = raw
+        if status == "busy":
+            return Claim("busy", other_job_id=other, wait_ms=int(extra))
+        return Claim(
+            status,
+            fence=int(fence),
+            other_job_id=other,
+            instance_id=instance,
+            maybe_sent=bool(int(extra)),
+            holder_died=int(extra) == 2,
+            writes_lost=int(extra) == 3,
+            since_send=int(since) / 1000,
+            attempts=int(attempts),
+            sending=self.send and status == "claimed" and int(fence) == 1 and int(attempts) == 1,
+        )
+
 
 class Ledger:
     """Redis implementation of the ledger. Thread-safe (redis-py pools connections)."""
@@ -117,7 +154,11 @@ class Ledger:
         self._prepare_replay = client.register_script(_PREPARE_REPLAY)
         self._settle_created = client.register_script(_SETTLE_CREATED)
 
-    def claim(
+    def claim(self, *args: Any, **kwargs: Any) -> Claim:
+        """`claim_call` (the same arguments), run now."""
+        return self.claim_call(*args, **kwargs).run()
+
+    def claim_call(
         self,
         target: str,
         key: str,
@@ -128,12 +169,14 @@ class Ledger:
         attempt_seconds: float = 0.0,
         call: str | None = None,
         enqueued_at: float | None = None,
-    ) -> Claim:
-        """Ask for the key. ``send``: a key nobody had is also marked as being sent.
+    ) -> ClaimCall:
+        """Ask for the key: run on its own (`ClaimCall.run`), or inside a delivery's
+        arrival (`worker.delivery.deliveries.Deliveries.arrive`).
 
-        That saves `mark_sending`'s round trip for the common first attempt;
-        the caller then checks `Claim.sending` and skips it once. ``holder``:
-        this worker process (`worker.delivery.liveness`), recorded with the claim.
+        ``send``: a key nobody had is also marked as being sent. That saves
+        `mark_sending`'s round trip for the common first attempt; the caller
+        then checks `Claim.sending` and skips it once. ``holder``: this worker
+        process (`worker.delivery.liveness`), recorded with the claim.
         ``attempt_seconds``: the longest one HTTP attempt to the target can
         take; a dead holder's lease is taken over that long after its last write.
         ``call`` identifies this call (a fresh token by default), so the client
@@ -143,7 +186,7 @@ class Ledger:
         entry waits until then (busy) and reconciles first.
         """
         enqueued_ms = 0 if enqueued_at is None else int(enqueued_at * 1000)
-        raw = ScriptCall(
+        script = ScriptCall(
             self._claim,
             [ledger_key(target, key), REDIS_EPOCH],
             [
@@ -159,22 +202,8 @@ class Ledger:
                 max(enqueued_ms, 0),
                 int(CLOCK_SKEW_MARGIN * 1000),
             ],
-        ).run()
-        status, fence, other, instance, extra, attempts, since = raw
-        if status == "busy":
-            return Claim("busy", other_job_id=other, wait_ms=int(extra))
-        return Claim(
-            status,
-            fence=int(fence),
-            other_job_id=other,
-            instance_id=instance,
-            maybe_sent=bool(int(extra)),
-            holder_died=int(extra) == 2,
-            writes_lost=int(extra) == 3,
-            since_send=int(since) / 1000,
-            attempts=int(attempts),
-            sending=send and status == "claimed" and int(fence) == 1 and int(attempts) == 1,
         )
+        return ClaimCall(script, send)
 
     def mark_sending(self, target: str, key: str, fence: int) -> int | None:
         """Record that this holder is about to send; extends the lease.

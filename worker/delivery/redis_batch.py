@@ -21,7 +21,11 @@ of every step that had one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import socket
+import ssl
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -127,6 +131,7 @@ def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
                 # connect() itself: a Sentinel-managed connection asks the sentinels
                 # there for the master (sending on a closed one would not).
                 connection.connect()
+                kernel_timeouts(getattr(connection, "_sock", None))
             connection.send_packed_command([packed])
             answers: list[Any] = []
             for _ in commands:
@@ -135,8 +140,13 @@ def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
                 except ResponseError as exc:
                     answers.append(exc)
             return answers
-        except BaseException:
+        except redis.ConnectionError as exc:
             connection.disconnect()  # answers may be left unread: never reuse it so
+            if _timed_out_in_kernel(exc):
+                raise redis.TimeoutError("Timeout reading from or writing to socket") from None
+            raise
+        except BaseException:
+            connection.disconnect()
             raise
 
     def with_retries() -> list[Any]:
@@ -151,6 +161,38 @@ def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
         # A kept connection the server closed while it was idle (a restart, a timeout, a
         # kill): what a pool's check at checkout would have found, so reconnect once.
         return with_retries()
+
+
+def kernel_timeouts(sock: socket.socket | None) -> None:
+    """The socket's timeout kept by the kernel (``SO_RCVTIMEO``/``SO_SNDTIMEO``), the
+    socket itself made blocking.
+
+    Python polls before every send and receive on a socket with a timeout, and
+    gives up the GIL for each poll as for the I/O: twice the syscalls and GIL
+    hand-offs, which a worker's busy threads pay for in context switches. The
+    kernel's timeouts bound each send and receive the same way (a wait that
+    runs out fails with EAGAIN, raised as the timeout it is). TLS sockets keep
+    Python's timeout (OpenSSL reads ahead), as do sockets without one.
+    """
+    if sock is None or isinstance(sock, ssl.SSLSocket) or sock.family not in _PLAIN_FAMILIES:
+        return
+    timeout = sock.gettimeout()
+    if timeout is None or timeout <= 0:
+        return
+    seconds = int(timeout)
+    value = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000) or 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    sock.settimeout(None)
+
+
+_PLAIN_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
+def _timed_out_in_kernel(exc: BaseException) -> bool:
+    """redis-py's ConnectionError for a send or receive the kernel's timeout ended."""
+    cause = exc.__context__
+    return isinstance(cause, OSError) and cause.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
 class _Held(weakref.WeakKeyDictionary[ConnectionPool, Any]):
