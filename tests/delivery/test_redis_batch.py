@@ -126,7 +126,7 @@ def test_each_thread_has_one_connection_closed_when_the_thread_ends(
     redis_client: redis.Redis,
 ) -> None:
     client = named_client(redis_client, "threads")
-    ran = threading.Event()
+    ran = threading.Barrier(3)  # both threads done with their batches, and this test
     done = threading.Event()
 
     def work() -> None:
@@ -134,13 +134,13 @@ def test_each_thread_has_one_connection_closed_when_the_thread_ends(
             batch = Batch(client)
             batch.command("PING")
             batch.execute()
-        ran.set()
+        ran.wait(10)
         done.wait(10)
 
     threads = [threading.Thread(target=work) for _ in range(2)]
     for thread in threads:
         thread.start()
-    assert ran.wait(10)
+    ran.wait(10)
     assert clients_named(redis_client, "threads") == 2  # one per thread, not one per batch
     done.set()
     for thread in threads:
