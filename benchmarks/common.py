@@ -465,6 +465,36 @@ def decode_results(items: list[bytes]) -> Counter[str]:
     return statuses
 
 
+def finish_times(items: list[bytes]) -> list[float]:
+    """When each result of kombu envelopes popped off the results queue was finished (Unix
+    time, sorted): the worker's own clock, so the bench's polling adds nothing."""
+    import base64
+    from datetime import datetime
+
+    times = []
+    for item in items:
+        body = json.loads(base64.b64decode(json.loads(item)["body"]))
+        times.append(datetime.fromisoformat(body["finished_at"]).timestamp())
+    return sorted(times)
+
+
+def steady_rate(times: list[float], concurrency: int) -> float | None:
+    """Completions per second between the first and the last ``concurrency`` of them.
+
+    A round starts with every thread idle (the enqueue and the first fetches
+    take a while) and ends with threads idling as the last wave drains: with
+    a slow engine each costs up to one latency, a tenth of a 640-job round at
+    64 threads. What is left is the rate the worker holds while it is full.
+    None when a round is too short to have a middle.
+    """
+    waves = (len(times) - 2 * concurrency - 1) // concurrency
+    if waves < 1:
+        return None
+    # whole waves apart: completions that come in bursts of ``concurrency`` are not overcounted
+    first, last = times[concurrency], times[concurrency + waves * concurrency]
+    return waves * concurrency / (last - first) if last > first else None
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2

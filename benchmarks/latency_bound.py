@@ -34,9 +34,11 @@ from benchmarks.common import (
     Row,
     Sample,
     decode_results,
+    finish_times,
     machine_busy,
     make_jobs,
     median,
+    steady_rate,
     table,
 )
 
@@ -59,6 +61,7 @@ def run(
     ]
     worker, others = workers[0], workers[1:]
     samples: list[Sample] = []
+    steady: list[float] = []
     try:
         bench.sandbox.configure(latency_ms=latency_ms)
         # opens every HTTP connection; not measured
@@ -69,15 +72,23 @@ def run(
             if statuses != Counter(created=n):
                 raise AssertionError(f"P2: expected {n} created results, got {dict(statuses)}")
             samples.append(sample)
+            rate = steady_rate(finish_times(items), concurrency)
+            if rate is not None:
+                steady.append(rate)
     finally:
         bench.sandbox.configure()  # back to zero latency
         for each in workers:
             bench.stop_worker(each)
-    return Report(rows(samples, concurrency, latency_ms, pool, processes))
+    return Report(rows(samples, concurrency, latency_ms, pool, processes, steady))
 
 
 def rows(
-    samples: list[Sample], concurrency: int, latency_ms: int, pool: str, processes: int = 1
+    samples: list[Sample],
+    concurrency: int,
+    latency_ms: int,
+    pool: str,
+    processes: int = 1,
+    steady: list[float] | None = None,
 ) -> list[Row]:
     ideal = concurrency / (latency_ms / 1000)
     rate = median([s.rate for s in samples])
@@ -106,6 +117,7 @@ def rows(
             note=f"{samples[0].jobs} jobs x {len(samples)} rounds, {setup}; "
             f"median; rounds: {rounds}",
         ),
+        *_while_full(bench, steady or [], ideal, concurrency, latency_ms),
         Row(
             bench,
             "worker CPU per start",
@@ -127,6 +139,27 @@ def rows(
             sum(s.commands * s.jobs for s in samples) / jobs,
             "",
         ),
+    ]
+
+
+def _while_full(
+    bench: str, steady: list[float], ideal: float, concurrency: int, latency_ms: int
+) -> list[Row]:
+    """The rate between each round's first and last wave (`steady_rate`), when measured."""
+    if not steady:
+        return []
+    rounds = ", ".join(f"{rate:.0f}" for rate in steady)
+    return [
+        Row(
+            bench,
+            "throughput while full",
+            median(steady),
+            "jobs/s",
+            ideal,
+            f"{concurrency} / {latency_ms} ms",
+            note="between the first and the last wave of each round (results' finished_at): "
+            f"the rate above less a short round's start-up and drain; rounds: {rounds}",
+        )
     ]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import pipeline, run_all
+from benchmarks.common import steady_rate
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +56,14 @@ def test_p3_hook_reports_a_missing_script() -> None:
     report = run_all.p3_in_process(quick=True, module="benchmarks.not_written_yet")
     [row] = report.rows
     assert row.value is None and "not written yet" in row.note
+
+
+def test_the_rate_while_full_leaves_out_a_rounds_start_up_and_drain() -> None:
+    # 4 threads: a slow first wave (1 s to start), then one completion every 0.1 s,
+    # then a drain of 4 completions spread over 2 s
+    times = [1.0 + i * 0.01 for i in range(4)] + [2.0 + i * 0.1 for i in range(11)]
+    times += [3.5, 4.0, 4.5, 5.0]
+    assert steady_rate(times, 4) == pytest.approx(10.0)
+    assert steady_rate(times[:12], 4) is None  # no whole wave in the middle to measure
+    bursts = [wave * 0.2 + i * 1e-4 for wave in range(10) for i in range(64)]  # 64 at once
+    assert steady_rate(bursts, 64) == pytest.approx(320.0, rel=0.01)
