@@ -30,7 +30,10 @@ from worker.models import Result, compact_json
 DELIVERY_COUNT_TTL = 86400
 """Seconds the per-job delivery counters are kept after the last delivery."""
 
-_ARRIVE_BODY = """
+_ARRIVE = f"""
+local function claim(KEYS, ARGV)
+{CLAIM}
+end
 local result = redis.call('GET', KEYS[1])
 local count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -46,28 +49,15 @@ if ARGV[2] == '1' then
   end
   redis.call('ZADD', KEYS[7], 'NX', ARGV[7], ARGV[3])
 end
-return {result or false, count, retried or false}
-"""
-_ARRIVE_KEYS = 7
-
-# Arrival, then (keys 8-9, arguments 10-) the ledger's claim of a job that has no result
-# and is not poison: the ledger's own CLAIM script, run as a function of its keys and
-# arguments. ARGV[8]: the retries Celery counted; ARGV[9]: the poison threshold.
-_ARRIVE = f"""
-local function arrive(KEYS, ARGV)
-{_ARRIVE_BODY}
+-- lost with their worker: deliveries less this one and the planned retries (Celery's own
+-- count, ARGV[8], still covers retries the service never saw: internal errors)
+local lost = count - 1 - math.max(tonumber(retried or 0), tonumber(ARGV[8]))
+local claimed = false
+if #KEYS > 7 and not result and lost < tonumber(ARGV[9]) then
+  -- the ledger's claim (its own script, as a function of keys 8- and arguments 10-)
+  claimed = claim({{unpack(KEYS, 8)}}, {{unpack(ARGV, 10)}})
 end
-local function claim(KEYS, ARGV)
-{CLAIM}
-end
-local arrival = arrive({{unpack(KEYS, 1, {_ARRIVE_KEYS})}}, {{unpack(ARGV, 1, 7)}})
-if #KEYS > {_ARRIVE_KEYS} and not arrival[1] then
-  local planned = math.max(tonumber(arrival[3] or 0), tonumber(ARGV[8]))
-  if arrival[2] - 1 - planned < tonumber(ARGV[9]) then
-    arrival[4] = claim({{unpack(KEYS, {_ARRIVE_KEYS + 1})}}, {{unpack(ARGV, 10)}})
-  end
-end
-return arrival
+return {{result or false, lost, claimed}}
 """
 
 
@@ -103,9 +93,10 @@ class Deliveries:
         """Count and register this delivery, and read an earlier result: one script.
 
         ``encoded``: a dict ``raw_job`` as `worker.models.compact_json` made it already.
-        ``claim``: the ledger's claim for the job (`worker.delivery.ledger.ClaimCall`),
-        run in the same script when the job has no result and fewer than
-        ``max_deliveries`` deliveries were lost: one round trip fewer per start.
+        ``claim``: the script of the ledger's claim for the job (`ClaimCall.script`
+        in `worker.delivery.ledger`), run in the same script when the job has no
+        result and fewer than ``max_deliveries`` deliveries were lost: one round
+        trip fewer per start.
         """
         tracked = isinstance(raw_job, dict)
         if tracked and encoded is None:
@@ -120,15 +111,15 @@ class Deliveries:
             now + self.decide_within,
             holder,
             now,
+            retries,
+            max_deliveries,
         ]
         if claim is not None:
             keys += claim.keys
-            args += [retries, max_deliveries, *claim.args]
-        raw_result, count, retried, *claimed = ScriptCall(self._arrive, keys, args).run()
+            args += claim.args
+        raw_result, lost, claimed = ScriptCall(self._arrive, keys, args).run()
         existing = Result.model_validate_json(raw_result) if raw_result else None
-        # Celery's own count still covers retries the service never saw (internal errors).
-        planned = max(int(retried or 0), retries)
-        return Arrival(existing, int(count) - 1 - planned, claimed[0] if claimed else None)
+        return Arrival(existing, int(lost), claimed or None)
 
     @cached_property
     def _arrive(self) -> Script:
