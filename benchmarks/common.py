@@ -454,28 +454,27 @@ class Bench:
         return sample, items
 
 
-def decode_results(items: list[bytes]) -> Counter[str]:
-    """Statuses of kombu envelopes popped off the results queue."""
+def result_bodies(items: list[bytes]) -> Iterator[dict[str, Any]]:
+    """The results in kombu envelopes popped off the results queue."""
     import base64
 
-    statuses: Counter[str] = Counter()
     for item in items:
-        body = json.loads(base64.b64decode(json.loads(item)["body"]))
-        statuses[body["status"]] += 1
-    return statuses
+        yield json.loads(base64.b64decode(json.loads(item)["body"]))
+
+
+def decode_results(items: list[bytes]) -> Counter[str]:
+    """Statuses of kombu envelopes popped off the results queue."""
+    return Counter(body["status"] for body in result_bodies(items))
 
 
 def finish_times(items: list[bytes]) -> list[float]:
     """When each result of kombu envelopes popped off the results queue was finished (Unix
     time, sorted): the worker's own clock, so the bench's polling adds nothing."""
-    import base64
     from datetime import datetime
 
-    times = []
-    for item in items:
-        body = json.loads(base64.b64decode(json.loads(item)["body"]))
-        times.append(datetime.fromisoformat(body["finished_at"]).timestamp())
-    return sorted(times)
+    return sorted(
+        datetime.fromisoformat(body["finished_at"]).timestamp() for body in result_bodies(items)
+    )
 
 
 def steady_rate(times: list[float], concurrency: int) -> float | None:
