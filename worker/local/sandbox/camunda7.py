@@ -34,7 +34,12 @@ from worker.local.sandbox.camunda7_messages import (
     correlation_result,
     parse_correlation,
 )
-from worker.local.sandbox.camunda7_variables import VariableError, convert_variables, plain_value
+from worker.local.sandbox.camunda7_variables import (
+    VariableError,
+    bind_dto,
+    convert_variables,
+    plain_value,
+)
 from worker.local.sandbox.faults import Fault
 from worker.local.sandbox.store import Registry
 from worker.local.sandbox.web import JsonDict, Reject, java_date, json_response, read_json, utc_now
@@ -183,7 +188,9 @@ class Camunda7App(EngineApp):
 
     def _create(self, request: Request, definition: Definition) -> Response:
         body = read_json(request, empty={})
-        _validate_start_body(body, self.dto_package)
+        bind_dto(body, _START_FIELDS, f"{self.dto_package}.runtime.StartProcessInstanceDto",
+                 "Cannot deserialize the request body into StartProcessInstanceDto: it is not "
+                 "a JSON object")
         typed = self._typed(body.get("variables"), definition)
         instance_id = self._instantiate(definition, typed, body.get("businessKey"), body,
                                         caseInstanceId=body.get("caseInstanceId"))
@@ -350,21 +357,6 @@ def _history_view(record: JsonDict) -> JsonDict:
         "tenantId": record["tenant_id"], "state": record["state"],
         "restartedProcessInstanceId": None,
     }
-
-
-def _validate_start_body(body: Any, dto_package: str) -> None:
-    if not isinstance(body, dict):
-        raise Reject(400, "Cannot deserialize the request body into StartProcessInstanceDto: "
-                          "it is not a JSON object")
-    for name, value in body.items():
-        expected = _START_FIELDS.get(name)
-        if expected is None:
-            raise Reject(400, f'Unrecognized field "{name}" (class {dto_package}.runtime.'
-                              "StartProcessInstanceDto), not marked as ignorable")
-        if value is not None and (not isinstance(value, expected)
-                                  or (expected is not bool and isinstance(value, bool))):
-            raise Reject(400, f"Cannot deserialize value of property '{name}': expected "
-                              f"{expected.__name__}")
 
 
 def _bool_param(params: MultiDict[str, str], name: str) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from worker.local.sandbox.camunda7_variables import bind_dto
 from worker.local.sandbox.web import JsonDict, Reject
 
 _FIELDS = {"messageName": str, "businessKey": str, "tenantId": str, "withoutTenantId": bool,
@@ -49,17 +50,8 @@ class Correlation:
 
 def parse_correlation(body: Any, dto_package: str) -> Correlation:
     """Validate like the engine's JSON binding and ``MessageRestServiceImpl`` do."""
-    if not isinstance(body, dict):
-        raise Reject(400, "Cannot deserialize the request body into CorrelationMessageDto")
-    for name, value in body.items():
-        expected = _FIELDS.get(name)
-        if expected is None:
-            raise Reject(400, f'Unrecognized field "{name}" (class {dto_package}.message.'
-                              "CorrelationMessageDto), not marked as ignorable")
-        if value is not None and (not isinstance(value, expected)
-                                  or (expected is not bool and isinstance(value, bool))):
-            raise Reject(400, f"Cannot deserialize value of property '{name}': expected "
-                              f"{expected.__name__}")
+    bind_dto(body, _FIELDS, f"{dto_package}.message.CorrelationMessageDto",
+             "Cannot deserialize the request body into CorrelationMessageDto")
     if not body.get("messageName"):
         raise Reject(400, "No message name supplied", type="InvalidRequestException")
     if body.get("tenantId") is not None and body.get("withoutTenantId"):

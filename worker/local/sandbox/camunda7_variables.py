@@ -5,7 +5,8 @@ the Java type is re-read by Jackson from ``"<value>"`` (so ``"30"`` is a fine
 Integer, ``"abc"`` is not, and a 2^31 Integer overflows); serializable types
 (Json, Xml, Object) need a string or null. Failures raise ``VariableError``
 with the engine's message; the caller prefixes ``Cannot instantiate process
-definition <id>: ``.
+definition <id>: ``. Request bodies are bound to their DTO as Jackson binds
+them (`bind_dto`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from worker.local.sandbox.web import JsonDict, is_int, is_number
+from worker.local.sandbox.web import JsonDict, Reject, is_int, is_number
 
 _JAVA_TYPES = {"String": "java.lang.String", "Boolean": "java.lang.Boolean",
                "Integer": "java.lang.Integer", "Long": "java.lang.Long",
@@ -168,3 +169,21 @@ def _java_str(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     return str(value)
+
+
+def bind_dto(body: Any, fields: dict[str, type], dto: str, not_object: str) -> None:
+    """Refuse ``body`` as Jackson refuses it when binding the DTO class ``dto``.
+
+    Not an object: 400 ``not_object``. A field the DTO lacks, or a value not
+    of its type (a bool never passes for a number), is refused by name.
+    """
+    if not isinstance(body, dict):
+        raise Reject(400, not_object)
+    for name, value in body.items():
+        expected = fields.get(name)
+        if expected is None:
+            raise Reject(400, f'Unrecognized field "{name}" (class {dto}), not marked as ignorable')
+        if value is not None and (not isinstance(value, expected)
+                                  or (expected is not bool and isinstance(value, bool))):
+            raise Reject(400, f"Cannot deserialize value of property '{name}': expected "
+                              f"{expected.__name__}")
