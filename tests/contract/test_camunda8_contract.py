@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import responses
 
+from tests.support.camunda8 import BASE, engine, job
 from tests.support.camunda8_specs import (
     Spec,
     errors_of,
@@ -36,9 +37,8 @@ from tests.support.camunda8_specs import (
 )
 from tests.support.camunda8_specs import spec88 as load_spec88
 from tests.support.camunda8_specs import spec89 as load_spec89
-from worker.engines import build_engine
 from worker.engines.base import KEY_VARIABLE
-from worker.engines.camunda8 import Camunda8, key_tag
+from worker.engines.camunda8 import key_tag
 from worker.errors import (
     AmbiguousError,
     Backpressure,
@@ -48,10 +48,7 @@ from worker.errors import (
     PermanentError,
     TransientError,
 )
-from worker.models import Job
-from worker.targets import Targets
 
-BASE = "http://c8.test"
 CREATE = f"{BASE}/v2/process-instances"
 SEARCH = f"{BASE}/v2/process-instances/search"
 KEY = "orders:A-17"
@@ -76,17 +73,6 @@ def patterns(node: Any) -> list[str]:
     if isinstance(node, list):
         return [p for v in node for p in patterns(v)]
     return []
-
-
-def engine(api_version: str) -> Camunda8:
-    raw = {"engine": "camunda8", "base_url": BASE, "api_version": api_version}
-    adapter = build_engine(Targets.from_dict({"targets": {"t": raw}}, env={})["t"])
-    assert isinstance(adapter, Camunda8)
-    return adapter
-
-
-def job(**fields: Any) -> Job:
-    return Job.parse({"target": "t", "process": "order-process", **fields})
 
 
 def sent_body(api_version: str, key: str = KEY, **fields: Any) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 import worker.engines.http
-from worker.engines import build_engine
+from tests.support.camunda8 import BASE, engine, job
 from worker.engines.base import KEY_VARIABLE, StartRequest, check_sendable
-from worker.engines.camunda8 import TAG, Camunda8, key_tag
+from worker.engines.camunda8 import TAG, key_tag
 from worker.errors import (
     AmbiguousError,
     AuthenticationError,
@@ -34,10 +34,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.keys import int64_reference
-from worker.models import Job
-from worker.targets import Targets
 
-BASE = "http://c8.test"
 CREATE = f"{BASE}/v2/process-instances"
 SEARCH = f"{BASE}/v2/process-instances/search"
 TOKEN_URL = "http://idp.test/oauth/token"
@@ -59,17 +56,6 @@ OAUTH = {
     "client_secret": "oauth-s3cret",
     "audience": "zeebe-api",
 }
-
-
-def engine(api_version: str = "8.8", **fields: Any) -> Camunda8:
-    raw = {"engine": "camunda8", "base_url": BASE, "api_version": api_version, **fields}
-    adapter = build_engine(Targets.from_dict({"targets": {"t": raw}}, env={})["t"])
-    assert isinstance(adapter, Camunda8)
-    return adapter
-
-
-def job(**fields: Any) -> Job:
-    return Job.parse({"target": "t", "process": "order-process", **fields})
 
 
 def body_of(api_version: str = "8.8", key: str = KEY, **fields: Any) -> dict[str, Any]:

@@ -12,30 +12,17 @@ from typing import Any
 import pytest
 import responses
 
-from worker.engines import build_engine
-from worker.engines.camunda8 import Camunda8, key_tag
+from tests.support.camunda8 import BASE, engine, job
+from worker.engines.camunda8 import key_tag
 from worker.errors import ConflictError, InvalidJob, PermanentError
 from worker.models import Job
-from worker.targets import Targets
 
-BASE = "http://c8.test"
 CREATE = f"{BASE}/v2/process-instances"
 DEFINITIONS = f"{BASE}/v2/process-definitions/search"
 INSTANCES = f"{BASE}/v2/process-instances/search"
 KEY = "orders:A-17"
 TAGGED = {"items": [{"processDefinitionKey": "2251799813686749", "version": 3,
                      "versionTag": "2.0"}]}
-
-
-def engine(api_version: str = "8.8") -> Camunda8:
-    raw = {"engine": "camunda8", "base_url": BASE, "api_version": api_version}
-    adapter = build_engine(Targets.from_dict({"targets": {"t": raw}}, env={})["t"])
-    assert isinstance(adapter, Camunda8)
-    return adapter
-
-
-def job(**fields: Any) -> Job:
-    return Job.parse({"target": "t", "process": "order-process", **fields})
 
 
 def pinned(**fields: Any) -> Job:
