@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -168,23 +169,34 @@ async def fix_rows(request: Request, _s: Operator, upload_id: str) -> Response:
 
 @router.post("/batches/{upload_id}/start")
 async def start_batch(request: Request, _s: Operator, upload_id: str) -> Response:
-    console = console_of(request)
-    upload = _upload(request, upload_id)
-    with console.runs.lock:
-        if not upload.startable:
-            raise Refused("this upload cannot start: it has invalid rows, or a run is going on")
-        start(upload, console.settings, console.intake.targets())
-    return _to(request, f"/batches/{upload.id}")
+    return _start(
+        request,
+        upload_id,
+        lambda upload: upload.startable,
+        "this upload cannot start: it has invalid rows, or a run is going on",
+    )
 
 
 @router.post("/batches/{upload_id}/rerun")
 async def rerun_failed(request: Request, _s: Operator, upload_id: str) -> Response:
     """The same file under the same batch id: started rows are skipped, failed ones sent again."""
+    return _start(
+        request,
+        upload_id,
+        lambda upload: upload.failed_rows != 0 and upload.startable,
+        "there are no failed rows to re-run, or a run is going on",
+    )
+
+
+def _start(
+    request: Request, upload_id: str, allowed: Callable[[Upload], bool], refusal: str
+) -> Response:
+    """Start a run of the upload when ``allowed`` (checked under the runs' lock), else refuse."""
     console = console_of(request)
     upload = _upload(request, upload_id)
     with console.runs.lock:
-        if upload.failed_rows == 0 or not upload.startable:
-            raise Refused("there are no failed rows to re-run, or a run is going on")
+        if not allowed(upload):
+            raise Refused(refusal)
         start(upload, console.settings, console.intake.targets())
     return _to(request, f"/batches/{upload.id}")
 
