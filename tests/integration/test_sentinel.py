@@ -10,6 +10,7 @@ exactly once (the sandbox's own instance store) and have exactly one result
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -156,7 +157,7 @@ def logs(workdir: Path) -> str:
 def test_redis_cluster_is_refused_at_start(tmp_path: Path) -> None:
     """A real redis-server in cluster mode: the start-up check names what to use instead
     (a worker's start runs it through `refuse_redis_cluster`); a plain Redis passes."""
-    port = free_port()
+    port = cluster_node_port()
     node = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
          "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")],
@@ -181,6 +182,30 @@ def test_redis_cluster_is_refused_at_start(tmp_path: Path) -> None:
         node.wait(timeout=10)
     with EmbeddedRedis() as plain:
         refuse_cluster(redis.Redis.from_url(plain.url), "STARTPROC_REDIS_URL")  # no error
+
+
+CLUSTER_BUS_OFFSET = 10_000
+"""A cluster node also listens on its port + 10000 (the cluster bus; Redis 6 has no
+``cluster-port``), so its port must be at most 55535 and that one free too."""
+
+
+def cluster_node_port() -> int:
+    """A free port for a cluster node whose bus port is free as well.
+
+    The kernel's free ports run up to 60999: about one in five is too high for
+    a node, which then exits at start ("Redis port number too high").
+    """
+    for _ in range(200):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _answers(client: redis.Redis) -> bool:
