@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import io
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from worker import __version__
 from worker.engines import build_engine
 from worker.engines.base import StartRequest
 from worker.engines.http import USER_AGENT, make_session, transport_error
+from worker.engines.http.deadline import _DeadlineReader
 from worker.errors import AmbiguousError, PermanentError, TransientError
 from worker.targets import Targets
 
@@ -336,6 +338,33 @@ def test_a_call_within_its_deadline_reads_the_whole_answer() -> None:
         with worker.engines.http.call_deadline(30):
             response = make_session().post(server.url, json={}, timeout=(2, 2))
         assert response.json() == {}
+
+
+class _TimeoutSpy:
+    """A socket's timeout, and every change made to it."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout, self.changes = timeout, list[float]()
+
+    def gettimeout(self) -> float:
+        return self.timeout
+
+    def settimeout(self, value: float) -> None:
+        self.changes.append(value)
+        self.timeout = value
+
+
+@pytest.mark.parametrize(("left", "changed"), [(60.0, False), (1.0, True)])
+def test_a_read_changes_the_socket_timeout_only_to_keep_the_deadline(
+    left: float, changed: bool
+) -> None:
+    """Each ``settimeout`` is an ioctl that gives up the GIL: the per-read timeout urllib3
+    set stays while the deadline is further away than it."""
+    sock = _TimeoutSpy(5.0)
+    reader = _DeadlineReader(io.BytesIO(b"HTTP/1.1 200 OK"), sock, time.monotonic() + left)
+    assert reader.readinto(bytearray(4)) == 4
+    assert bool(sock.changes) is changed
+    assert sock.timeout <= min(5.0, left)
 
 
 def test_engine_calls_under_a_deadline_still_reuse_one_connection(engine_url: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.support.raw_http import CutAnswerServer, HangUpServer, LoopbackServer
 from tests.support.tls import CA_FILE, BrokenTLSServer, Mode
 from worker.engines import build_engine
 from worker.engines.base import Engine, StartRequest
+from worker.engines.http.deadline import ONE_WRITE_BYTES
 from worker.engines.http.prepare import DirectRequest
 from worker.engines.http.session import EngineResponse
 from worker.errors import AmbiguousError, InvalidJob, JobError, PermanentError, TransientError
@@ -163,6 +165,40 @@ def test_the_wire_bytes_are_the_same_on_both_paths(capture: CaptureServer) -> No
     assert f"traceparent: {PARENT}".encode() in sent[0]
     assert b"Authorization: Bearer t0ken" in sent[0]
     assert capture.accepted == 1  # one keep-alive connection, the same pool both ways
+
+
+_SENDS: list[bytes] | None = None
+"""Each ``http.client.send`` while a test counts them (an audit hook cannot be removed)."""
+
+
+def _count_sends(event: str, args: tuple[Any, ...]) -> None:
+    if event == "http.client.send" and _SENDS is not None:
+        _SENDS.append(bytes(args[1]))
+
+
+sys.addaudithook(_count_sends)
+
+
+@pytest.mark.parametrize(
+    ("request_", "writes"),
+    [(REQUESTS[0], 1), (REQUESTS[1], 1), (REQUESTS[2], 1),
+     (StartRequest("POST", "/big", json={"blob": "x" * ONE_WRITE_BYTES}), 2)],
+    ids=["json", "no body", "empty body", "over the limit"],
+)
+def test_a_request_and_its_body_go_out_in_one_write(
+    capture: CaptureServer, request_: StartRequest, writes: int
+) -> None:
+    global _SENDS
+    c8 = engine(capture.url)
+    for way in (contextlib.nullcontext, requests_path):
+        _SENDS = []
+        try:
+            with way():
+                c8.send(request_)
+        finally:
+            sends, _SENDS = _SENDS, None
+        assert len(sends) == writes
+        assert b"".join(sends) == capture.requests[-1]  # the same bytes, in order
 
 
 def test_the_answer_has_the_shape_requests_gives_it(capture: CaptureServer) -> None:

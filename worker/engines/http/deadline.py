@@ -5,7 +5,8 @@ trickles in a byte at a time never times out. Inside `call_deadline` every
 read of a response (status line, headers, body) waits at most until the
 deadline, so a call ends by then and one that runs over is ambiguous. The
 connection classes here note in the call's `CallState` when its request
-starts to go out (what a later TLS error needs to be classified).
+starts to go out (what a later TLS error needs to be classified), and send a
+request's head and a small body in one write (`_OneWrite`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class _DeadlineReader(io.RawIOBase):
         left = self._deadline - monotonic()
         if left <= 0:
             raise CallDeadlineExceeded("the call's deadline passed while reading the answer")
-        self._sock.settimeout(left if self._per_read is None else min(self._per_read, left))
+        wait = left if self._per_read is None else min(self._per_read, left)
+        if wait != self._sock.gettimeout():  # each change is an ioctl that gives up the GIL
+            self._sock.settimeout(wait)
         try:
             return self._raw.readinto(buffer)
         except TimeoutError:
@@ -102,22 +105,52 @@ class _DeadlineResponse(http.client.HTTPResponse):
             self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
 
 
-class _HTTPConnection(HTTPConnection):
+ONE_WRITE_BYTES = 64 * 1024
+"""Bodies up to this size go out in one write with the request's head."""
+
+
+class _OneWrite:
+    """A request's head and a small body in one write, not two.
+
+    urllib3 sends the head (``endheaders``) and then the body: two sends,
+    each a syscall, a GIL hand-off and, on a TLS socket, a record of its own.
+    Here the head is held back until the body's first write and sent with
+    it; a request without such a body sends its head as before.
+    """
+
+    _held: bytes | None = None
+    """While a request with such a body goes out: b"" until the head comes, then the head."""
+
+    def request(self, method: str, url: str, body: Any = None, *args: Any, **kwargs: Any) -> None:
+        _note_written()
+        if isinstance(body, bytes) and 0 < len(body) <= ONE_WRITE_BYTES:
+            self._held = b""
+        try:
+            super().request(method, url, body, *args, **kwargs)  # type: ignore[misc]
+            if self._held:  # no body write came after the head: it goes alone
+                super().send(self._held)  # type: ignore[misc]
+        finally:
+            self._held = None
+
+    def send(self, data: Any) -> None:
+        held = self._held
+        if held is None or not isinstance(data, bytes):
+            super().send(data)  # type: ignore[misc]
+        elif not held:
+            self._held = data  # the head (http.client's endheaders): held for the body
+        else:
+            self._held = None
+            super().send(held + data)  # type: ignore[misc]
+
+
+class _HTTPConnection(_OneWrite, HTTPConnection):
     response_class = _DeadlineResponse
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _note_written()
-        super().request(*args, **kwargs)
 
-
-class _HTTPSConnection(HTTPSConnection):
+class _HTTPSConnection(_OneWrite, HTTPSConnection):
     """Connected (the TLS handshake done) by the pool before `request` is called."""
 
     response_class = _DeadlineResponse
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _note_written()
-        super().request(*args, **kwargs)
 
 
 class _HTTPPool(HTTPConnectionPool):
