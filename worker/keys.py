@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import uuid
 from typing import Any
 
 PREFIX = "startproc"
@@ -33,6 +36,20 @@ def fingerprint(payload: dict[str, Any]) -> str:
     """Hash of the normalised payload: same key + other fingerprint = conflict."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_ids = random.Random()  # seeded from the OS; a private one, so nobody's seed() repeats it
+os.register_at_fork(after_in_child=_ids.seed)  # a forked child draws its own ids
+
+
+def unique_id() -> uuid.UUID:
+    """A random (version 4) UUID for what must be unique, never secret: a delivery tag, a
+    claim's call token.
+
+    `uuid.uuid4` reads the OS's randomness on every call, a syscall that gives up
+    the GIL (twice per start); this generator is seeded from it once per process.
+    """
+    return uuid.UUID(int=_ids.getrandbits(128), version=4)
 
 
 def short_hash(text: str, length: int = 32) -> str:

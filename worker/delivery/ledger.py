@@ -48,7 +48,6 @@ cannot end a live holder's lease early. The interface (`claim`, `mark_sending`,
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,7 +70,7 @@ from worker.delivery.ledger_scripts import (
     SETTLE_CREATED as _SETTLE_CREATED,
 )
 from worker.delivery.redis_batch import ScriptCall
-from worker.keys import REDIS_EPOCH, alive_key, ledger_key
+from worker.keys import REDIS_EPOCH, alive_key, ledger_key, unique_id
 
 ClaimStatus = Literal["claimed", "duplicate", "conflict", "busy"]
 CLOCK_SKEW_MARGIN = 5.0
@@ -198,7 +197,7 @@ class Ledger:
                 holder,
                 int(attempt_seconds * 1000),
                 alive_key(""),
-                call or uuid.uuid4().hex,
+                call or unique_id().hex,
                 max(enqueued_ms, 0),
                 int(CLOCK_SKEW_MARGIN * 1000),
             ],

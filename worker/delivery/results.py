@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -125,7 +124,7 @@ def kombu_redis_envelope(body: str, queue: str) -> str:
     decoded and dumped again; the envelope around it is dumped once per queue.
     """
     before, between, after = _envelope_parts(queue)
-    return f"{before}{base64.b64encode(body.encode()).decode()}{between}{uuid.uuid4()}{after}"
+    return f"{before}{base64.b64encode(body.encode()).decode()}{between}{keys.unique_id()}{after}"
 
 
 _BODY, _TAG = "@@body@@", "@@delivery-tag@@"
