@@ -15,9 +15,7 @@ exchange, reading and classifying the answer.
 ``--floors`` counts the same start (JSON body, JSON answer decoded) made
 straight with each client library, no worker code: what is left for our own
 code above the library. pycurl is counted when it is installed
-(``pip install pycurl``); the worker does not use it: libcurl re-sends a
-request on a fresh connection when a kept-alive one closes before answering
-(README, "Why not libcurl"), which for a start is a second instance.
+(``pip install pycurl``); the worker does not use it (README, "Why not libcurl").
 
 Run as a file, not ``-m``: with ``PYTHONPATH=/path/to/other/checkout`` it
 measures that checkout's ``worker`` (a baseline); the output names it.
