@@ -9,7 +9,14 @@ rest (Redis, HTTP):
 * ``retry``: `RetryPolicy.call` whose first attempt succeeds (nearly every start);
 * ``retry-fail-once``: the same, first attempt transient, the second succeeds;
 * ``metrics``: `metrics.job_finished` for a created result with its latency;
-* ``metrics-retry``: `metrics.in_call_retry`.
+* ``metrics-retry``: `metrics.in_call_retry`;
+* the pure steps of a Camunda 8 start, in `handle()`'s order, on the runtime a
+  worker builds (a `Bench` stack's environment, nothing sent): ``parse``
+  (`compact_json` and `Job.parse`), ``attempt`` (the key and fingerprint),
+  ``start-request`` (built and checked sendable), ``credentials`` (the
+  request prepared for the direct path), ``claim-call`` (the claim's
+  arguments), ``result`` and ``record-call`` (the result, its JSON, envelope
+  and script arguments).
 
 A child under callgrind sets the part up, warms it up, then calls it ``n``
 times; one child with ``n`` calls and one with none, the difference divided by
@@ -23,15 +30,21 @@ instructions, unlike timings on a shared machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from benchmarks import callgrind
 from benchmarks.callgrind import REPO
 
-PARTS = ("log", "retry", "retry-fail-once", "metrics", "metrics-retry")
+STEPS = ("parse", "attempt", "start-request", "credentials", "claim-call", "result",
+         "record-call")
+"""Parts that need the worker's runtime (targets, Redis client): run on a `Bench` stack."""
+PARTS = ("log", "retry", "retry-fail-once", "metrics", "metrics-retry", *STEPS)
 WARMUP = 20
 
 
@@ -100,6 +113,40 @@ def _metrics(retry: bool) -> Callable[[], None]:
     return lambda: metrics.job_finished(result)
 
 
+def _step(name: str) -> Callable[[], None]:
+    """One pure step of `StartService.handle` for a C8 job, over a few jobs in turn."""
+    from benchmarks.common import make_jobs
+    from worker.attempt import Attempt
+    from worker.models import Job, compact_json, utcnow
+    from worker.runtime import runtime
+    from worker.service import Delivery, identified
+
+    service = runtime().service
+    runs = []
+    for raw in make_jobs(16, prefix="part"):
+        delivery = identified(raw, Delivery(job_id=f"job-{raw['business_key']}",
+                                            first_seen=utcnow()))
+        run = Attempt(service, Job.parse(raw, compact_json(raw)), delivery)
+        run.prepare()
+        runs.append((raw, run, run._result("created", instance_id="2251799813685249")))
+    turns = itertools.cycle(runs)
+    steps: dict[str, Callable[[Any, Attempt, Any], object]] = {
+        "parse": lambda raw, run, result: Job.parse(raw, compact_json(raw)),
+        "attempt": lambda raw, run, result: Attempt(service, run.job, run.delivery),
+        "start-request": lambda raw, run, result: run.engine.start_request(run.job, run.key),
+        "credentials": lambda raw, run, result: run._credentials_first(run.request),
+        "claim-call": lambda raw, run, result: run._claim_call(),
+        "result": lambda raw, run, result: run._result("created", instance_id="1"),
+        "record-call": lambda raw, run, result: service.results.record_call(result, True),
+    }
+    step = steps[name]
+
+    def part() -> None:
+        step(*next(turns))
+
+    return part
+
+
 def child(part_name: str, calls: int, worker_from: Path) -> None:
     """Set ``part_name`` up with the ``worker`` package of ``worker_from``, then call it."""
     callgrind.use_worker_from(worker_from)
@@ -109,6 +156,7 @@ def child(part_name: str, calls: int, worker_from: Path) -> None:
         "retry-fail-once": lambda: _retry(fail_once=True),
         "metrics": lambda: _metrics(retry=False),
         "metrics-retry": lambda: _metrics(retry=True),
+        **{name: lambda name=name: _step(name) for name in STEPS},
     }
     part = builders[part_name]()
     callgrind.check_worker_from(worker_from)
@@ -140,15 +188,29 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     repos = [REPO, *(p.resolve() for p in args.repo)]
+    parts = args.part or PARTS
     counts: dict[tuple[str, str], float] = {}
     print(f"| part | {' | '.join(str(r) for r in repos)} |")
     print(f"|---|{'---:|' * len(repos)}")
-    for part in args.part or PARTS:
-        for repo in repos:
-            counts[part, str(repo)] = per_call(part, args.calls, repo)
-        cells = " | ".join(f"{counts[part, str(r)]:,.0f}" for r in repos)
-        print(f"| {part} | {cells} |", flush=True)
+    with _stack(needed=any(part in STEPS for part in parts)):
+        for part in parts:
+            for repo in repos:
+                counts[part, str(repo)] = per_call(part, args.calls, repo)
+            cells = " | ".join(f"{counts[part, str(r)]:,.0f}" for r in repos)
+            print(f"| {part} | {cells} |", flush=True)
     return counts
+
+
+@contextlib.contextmanager
+def _stack(needed: bool) -> Iterator[None]:
+    """A `Bench` stack whose environment the children inherit, when a step needs one."""
+    if not needed:
+        yield
+        return
+    from benchmarks.common import Bench
+
+    with Bench.open():
+        yield
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ every benchmark runs on a real stack and lands in one table and RESULTS.md.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import pipeline, run_all
-from benchmarks.common import steady_rate
+from benchmarks import hotpath_parts, pipeline, run_all
+from benchmarks.common import REPO, Bench, steady_rate
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +69,14 @@ def test_the_rate_while_full_leaves_out_a_rounds_start_up_and_drain() -> None:
     assert steady_rate(times[:12], 4) is None  # no whole wave in the middle to measure
     bursts = [wave * 0.2 + i * 1e-4 for wave in range(10) for i in range(64)]  # 64 at once
     assert steady_rate(bursts, 64) == pytest.approx(320.0, rel=0.01)
+
+
+def test_every_hotpath_part_runs_in_its_child() -> None:
+    """Each part as its callgrind child runs it (here without valgrind), on a real stack."""
+    with Bench.open():
+        for part in hotpath_parts.PARTS:
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.hotpath_parts", "--child", part,
+                 "--calls", "2"],
+                check=True, cwd=REPO, timeout=120, stdout=subprocess.DEVNULL,
+            )
