@@ -33,7 +33,7 @@ import argparse
 import contextlib
 import itertools
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
     counts: dict[tuple[str, str], float] = {}
     print(f"| part | {' | '.join(str(r) for r in repos)} |")
     print(f"|---|{'---:|' * len(repos)}")
-    with _stack(needed=any(part in STEPS for part in parts)):
+    with _stack() if any(part in STEPS for part in parts) else contextlib.nullcontext():
         for part in parts:
             for repo in repos:
                 counts[part, str(repo)] = per_call(part, args.calls, repo)
@@ -201,16 +201,11 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
     return counts
 
 
-@contextlib.contextmanager
-def _stack(needed: bool) -> Iterator[None]:
-    """A `Bench` stack whose environment the children inherit, when a step needs one."""
-    if not needed:
-        yield
-        return
+def _stack() -> contextlib.AbstractContextManager[object]:
+    """A `Bench` stack whose environment the children inherit (the steps need one)."""
     from benchmarks.common import Bench
 
-    with Bench.open():
-        yield
+    return Bench.open()
 
 
 if __name__ == "__main__":

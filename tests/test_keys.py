@@ -18,10 +18,14 @@ def test_unique_ids_are_version_4_uuids_and_do_not_repeat() -> None:
 def test_seeding_the_shared_generator_does_not_repeat_unique_ids() -> None:
     """A library that calls ``random.seed(42)`` in two workers must not give them one
     stream of call tokens (two holders of one claim)."""
-    random.seed(42)
-    first = unique_id()
-    random.seed(42)
-    assert unique_id() != first
+    state = random.getstate()
+    try:
+        random.seed(42)
+        first = unique_id()
+        random.seed(42)
+        assert unique_id() != first
+    finally:
+        random.setstate(state)  # the shared generator as other tests found it
 
 
 def test_a_forked_child_draws_ids_of_its_own() -> None:
